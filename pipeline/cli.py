@@ -1,0 +1,163 @@
+"""The `pixelnet` command: one Typer app whose commands are the DVC stages.
+
+`dvc repro` runs these with the paths dvc.yaml names; run one by hand the same way, e.g.
+``uv run pixelnet sample edges --shards data/shards/synthetic --out data/samples/edges``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help=(
+        "PixelNet pipeline: sparse hypercolumns + MLP head for edges, surface normals and semantic "
+        "segmentation. Each command is one DVC stage (download → shard → sample → train → evaluate); "
+        "every knob lives in params.yaml."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml holding every knob (see README).")]
+TaskArg = Annotated[str, typer.Argument(help="Task: edges, normals or segmentation.")]
+DatasetArg = Annotated[str, typer.Argument(help="Dataset name, e.g. synthetic (the embedded default).")]
+ShardsOpt = Annotated[Path, typer.Option("--shards", help="Shard folder of the task's dataset (data/shards/<dataset>).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+
+
+def _friendly(fn):
+    """Turn expected failures into one line on stderr and exit code 2, with no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from pipeline.params import ParamsError
+        from pixelnet.data.shards import ShardError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ParamsError, ShardError, ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            typer.echo(f"pixelnet {fn.__name__.rstrip('_')}: error: {message}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _params(path: Path):
+    from pipeline.params import load_params
+
+    return load_params(path)
+
+
+def _check_task(task: str, params) -> None:
+    from pipeline.params import TASK_NAMES
+
+    if task not in TASK_NAMES:
+        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASK_NAMES)}")
+    if task not in params.tasks:
+        raise ValueError(f"tasks.{task}: not configured in params.yaml")
+
+
+@app.command()
+@_friendly
+def download(
+    dataset: DatasetArg,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the dataset as published (data/raw/<dataset>).")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Bring a dataset in as published (checksum-verified), or render the synthetic scenes (no network)."""
+    from pipeline import stages
+
+    p = _params(params)
+    if dataset not in p.datasets:
+        raise ValueError(f"datasets: {dataset!r} is not listed in {params} (have {list(p.datasets)})")
+    info = stages.download(dataset, p, out)
+    typer.echo(f"{dataset}: {info.get('counts')} → {out}")
+
+
+@app.command()
+@_friendly
+def shard(
+    dataset: DatasetArg,
+    raw: Annotated[Path, typer.Option("--raw", help="The download stage's folder (data/raw/<dataset>).")],
+    out: Annotated[Path, typer.Option("--out", help="Shard folder to write (data/shards/<dataset>).")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Pack a dataset into WebDataset tar shards with a manifest (counts, sizes, class histogram, SHA-256)."""
+    from pipeline import stages
+
+    p = _params(params)
+    manifest = stages.shard(dataset, p, raw, out)
+    counts = {s: v["count"] for s, v in manifest["splits"].items()}
+    typer.echo(f"{dataset}: {counts} samples in {sum(len(v['shards']) for v in manifest['splits'].values())} shards → {out}")
+
+
+@app.command()
+@_friendly
+def sample(
+    task: TaskArg,
+    shards: ShardsOpt,
+    out: Annotated[Path, typer.Option("--out", help="Folder for indices.npz and summary.json (data/samples/<task>).")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Precompute K draws of N pixel indices per training image (uniform, stratified or edge_biased; Numba)."""
+    from pipeline import stages
+
+    p = _params(params)
+    _check_task(task, p)
+    summary = stages.sample(task, p, shards, out)
+    typer.echo(json.dumps(summary))
+
+
+@app.command()
+@_friendly
+def train(
+    task: TaskArg,
+    shards: ShardsOpt,
+    samples: Annotated[Path, typer.Option("--samples", help="The sample stage's folder for this task.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for model.pt (data/models/<task>).")],
+    log: Annotated[Path, typer.Option("--log", help="CSV of step, loss, lr for `dvc plots` (a PNG is written beside it).")],
+    params: ParamsOpt = Path("params.yaml"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Train PixelNet on one task with SGD (momentum, weight decay, step schedule) from the sampled pixels."""
+    from pipeline import stages
+
+    p = _params(params)
+    _check_task(task, p)
+    summary = stages.train_stage(task, p, shards, samples, out, log, progress=not quiet)
+    typer.echo(json.dumps(summary))
+
+
+@app.command()
+@_friendly
+def evaluate(
+    task: TaskArg,
+    shards: ShardsOpt,
+    model: Annotated[Path, typer.Option("--model", help="A model.pt written by the train stage.")],
+    out: Annotated[Path, typer.Option("--out", help="Report folder: metrics.json, predictions.png, plots (reports/<task>).")],
+    params: ParamsOpt = Path("params.yaml"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Dense inference on the test split; the task's metrics for the model and a trivial baseline, and pictures."""
+    from pipeline import stages
+
+    p = _params(params)
+    _check_task(task, p)
+    metrics = stages.evaluate(task, p, shards, model, out, progress=not quiet)
+    typer.echo(json.dumps(metrics))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

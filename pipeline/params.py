@@ -1,0 +1,243 @@
+"""The one params loader: params.yaml -> typed, validated config dataclasses.
+
+Every key the code reads is declared here through the dataclass it fills; an unknown key, a wrong
+type or an out-of-range value raises ParamsError naming the dotted key. Nothing else reads
+params.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pixelnet.data.synthetic import SyntheticConfig
+from pixelnet.data.transforms import AugmentConfig
+from pixelnet.infer import InferConfig
+from pixelnet.metrics.edges import BoundaryConfig
+from pixelnet.model.pixelnet import ModelConfig
+from pixelnet.sampling import STRATEGIES, SamplingConfig
+from pixelnet.train import TrainConfig
+
+DATASETS = ("synthetic",)
+TASK_NAMES = ("edges", "normals", "segmentation")
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem; the message starts with the dotted key."""
+
+
+@dataclass(frozen=True)
+class TaskParams:
+    dataset: str = "synthetic"
+    consensus: int = 3          # edges: annotators needed for a positive (capped at how many there were)
+    loss: str = "cosine"        # normals: "cosine" or "l2"
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    chunk_pixels: int = 65536
+    thresholds: int = 99
+    max_dist: float = 0.0075
+    thin: bool = True
+    grid_images: int = 6
+    max_images: int = 0         # 0: the whole test split
+
+
+@dataclass(frozen=True)
+class Params:
+    datasets: tuple[str, ...]
+    synthetic: SyntheticConfig
+    shard_size: int
+    tasks: dict[str, TaskParams]
+    sampling: dict[str, SamplingConfig]   # per task
+    images_per_batch: int
+    model: ModelConfig
+    train: TrainConfig
+    augment: AugmentConfig
+    evaluate: EvalParams
+
+    @property
+    def infer(self) -> InferConfig:
+        e = self.evaluate
+        return InferConfig(scales=e.scales, flip=e.flip, chunk_pixels=e.chunk_pixels)
+
+    @property
+    def boundary(self) -> BoundaryConfig:
+        e = self.evaluate
+        return BoundaryConfig(thresholds=e.thresholds, max_dist=e.max_dist, thin=e.thin)
+
+
+def _typecheck(value: Any, hint: Any, key: str) -> Any:
+    """Return value converted to `hint` (lists to tuples, ints to floats) or raise naming `key`."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            try:
+                return _typecheck(value, arm, key)
+            except ParamsError:
+                continue
+        raise ParamsError(f"{key}: expected {hint}, got {value!r}")
+    if hint is type(None):
+        if value is None:
+            return None
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        args = typing.get_args(hint)
+        if isinstance(value, (list, tuple)):
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_typecheck(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+            if len(value) == len(args):
+                return tuple(_typecheck(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    else:
+        raise TypeError(f"unsupported type {hint} for {key}")
+    name = getattr(hint, "__name__", str(hint))
+    raise ParamsError(f"{key}: expected {name}, got {value!r} ({type(value).__name__})")
+
+
+def _fields(cls: type, mapping: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Typed keyword arguments for `cls` from `mapping`, rejecting unknown keys."""
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise ParamsError(f"{prefix}: expected a mapping, got {mapping!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if key not in names:
+            raise ParamsError(f"{prefix}.{key}: unknown key; allowed under {prefix}: {', '.join(names)}")
+        out[key] = _typecheck(value, hints[key], f"{prefix}.{key}")
+    return out
+
+
+def _make(cls: type, kwargs: dict[str, Any], prefix: str) -> Any:
+    """Construct, turning the dataclass's own range checks into ParamsError with the dotted key."""
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        message = str(err)
+        section = prefix.split(".")[-1]
+        if not message.startswith(prefix):
+            # Range checks name "section.field" or a bare field; make it the full dotted key.
+            if message.startswith(section + "."):
+                message = prefix + message[len(section):]
+            else:
+                message = f"{prefix}.{message}"
+        raise ParamsError(message) from err
+
+
+_SECTIONS = {"datasets", "data", "tasks", "sampling", "model", "train", "evaluate"}
+_AUGMENT_KEYS = tuple(f.name for f in dataclasses.fields(AugmentConfig))
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a loaded params mapping; raises ParamsError naming the first bad dotted key."""
+    if not isinstance(raw, dict):
+        raise ParamsError("params: the file must hold a mapping of sections")
+    for key in raw:
+        if key not in _SECTIONS:
+            raise ParamsError(f"{key}: unknown section; allowed: {', '.join(sorted(_SECTIONS))}")
+    datasets = _typecheck(raw.get("datasets", ["synthetic"]), tuple[str, ...], "datasets")
+    for i, name in enumerate(datasets):
+        if name not in DATASETS:
+            raise ParamsError(f"datasets[{i}]: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+
+    data = dict(raw.get("data") or {})
+    for key in data:
+        if key not in ("shard_size", *DATASETS):
+            raise ParamsError(f"data.{key}: unknown key; allowed under data: shard_size, {', '.join(DATASETS)}")
+    shard_size = _typecheck(data.get("shard_size", 100), int, "data.shard_size")
+    if shard_size < 1:
+        raise ParamsError(f"data.shard_size: must be >= 1, got {shard_size}")
+    synthetic = _make(SyntheticConfig, _fields(SyntheticConfig, data.get("synthetic"), "data.synthetic"), "data.synthetic")
+
+    tasks_raw = raw.get("tasks") or {}
+    if not isinstance(tasks_raw, dict):
+        raise ParamsError("tasks: expected a mapping of task name to settings")
+    tasks: dict[str, TaskParams] = {}
+    for name, section in tasks_raw.items():
+        if name not in TASK_NAMES:
+            raise ParamsError(f"tasks.{name}: unknown task; allowed: {', '.join(TASK_NAMES)}")
+        tp = _make(TaskParams, _fields(TaskParams, section, f"tasks.{name}"), f"tasks.{name}")
+        if tp.dataset not in datasets:
+            raise ParamsError(f"tasks.{name}.dataset: {tp.dataset!r} is not in datasets {list(datasets)}")
+        if tp.consensus < 1:
+            raise ParamsError(f"tasks.{name}.consensus: must be >= 1, got {tp.consensus}")
+        if tp.loss not in ("cosine", "l2"):
+            raise ParamsError(f"tasks.{name}.loss: must be 'cosine' or 'l2', got {tp.loss!r}")
+        tasks[name] = tp
+
+    sampling_raw = dict(raw.get("sampling") or {})
+    strategies = sampling_raw.pop("strategy", {}) or {}
+    if not isinstance(strategies, dict):
+        raise ParamsError("sampling.strategy: expected a mapping of task name to strategy")
+    images_per_batch = _typecheck(sampling_raw.pop("images_per_batch", 5), int, "sampling.images_per_batch")
+    if images_per_batch < 1:
+        raise ParamsError(f"sampling.images_per_batch: must be >= 1, got {images_per_batch}")
+    common = _fields(SamplingConfig, sampling_raw, "sampling", skip=("strategy",))
+    sampling: dict[str, SamplingConfig] = {}
+    for name in strategies:
+        if name not in TASK_NAMES:
+            raise ParamsError(f"sampling.strategy.{name}: unknown task; allowed: {', '.join(TASK_NAMES)}")
+    for name in tasks:
+        strategy = _typecheck(strategies.get(name, "uniform"), str, f"sampling.strategy.{name}")
+        if strategy not in STRATEGIES:
+            raise ParamsError(f"sampling.strategy.{name}: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        sampling[name] = _make(SamplingConfig, {**common, "strategy": strategy}, "sampling")
+
+    model = _make(ModelConfig, _fields(ModelConfig, raw.get("model"), "model"), "model")
+
+    train_raw = dict(raw.get("train") or {})
+    aug_raw = {k: train_raw.pop(k) for k in list(train_raw) if k in _AUGMENT_KEYS}
+    train_hints = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in train_raw:
+        if key not in train_hints:
+            raise ParamsError(f"train.{key}: unknown key; allowed under train: {', '.join(train_hints + list(_AUGMENT_KEYS))}")
+    train = _make(TrainConfig, _fields(TrainConfig, train_raw, "train"), "train")
+    augment = _make(AugmentConfig, _fields(AugmentConfig, aug_raw, "train"), "train")
+
+    stride = {"conv1_2": 1, "conv2_2": 2, "conv3_3": 4, "conv4_3": 8, "conv5_3": 16, "fc7": 32}
+    deepest = max(stride[layer] for layer in model.layers)
+    if augment.crop < deepest:
+        raise ParamsError(f"train.crop: {augment.crop} px is smaller than the stride {deepest} of the deepest tap in model.layers")
+
+    evaluate = _make(EvalParams, _fields(EvalParams, raw.get("evaluate"), "evaluate"), "evaluate")
+    _make(InferConfig, {"scales": evaluate.scales, "flip": evaluate.flip, "chunk_pixels": evaluate.chunk_pixels}, "evaluate")
+    _make(BoundaryConfig, {"thresholds": evaluate.thresholds, "max_dist": evaluate.max_dist, "thin": evaluate.thin}, "evaluate")
+    if evaluate.grid_images < 0 or evaluate.max_images < 0:
+        raise ParamsError("evaluate.grid_images and evaluate.max_images must be >= 0")
+
+    return Params(
+        datasets=datasets, synthetic=synthetic, shard_size=shard_size, tasks=tasks, sampling=sampling,
+        images_per_batch=images_per_batch, model=model, train=train, augment=augment, evaluate=evaluate,
+    )
+
+
+def load_params(path: Path) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err})") from err
+    return parse_params(raw)

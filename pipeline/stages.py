@@ -1,0 +1,182 @@
+"""Stage bodies: load params, read the paths dvc.yaml names, call the library, write outputs.
+
+Every output is written under a temporary name and renamed into place, so a failed stage leaves
+the previous output (or nothing) behind, never half of a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.params import Params
+from pixelnet.data import synthetic
+from pixelnet.data.loader import PixelBatches, batch_loader, load_indices
+from pixelnet.data.shards import Record, read_manifest, read_shards, shard_paths, write_shards
+from pixelnet.infer import predict
+from pixelnet.metrics.edges import plot_pr
+from pixelnet.metrics.segmentation import plot_confusion
+from pixelnet.model.pixelnet import build_model, model_from_checkpoint
+from pixelnet.report import loss_curve, picture_grid
+from pixelnet.sampling import draw, image_seed
+from pixelnet.tasks import TASKS
+from pixelnet.train import resolve_device, train
+
+
+def _atomic_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def make_task(name: str, params: Params, shard_dir: Path | None = None):
+    """The Task object for `name`, configured from params (segmentation reads its classes from the manifest)."""
+    tp = params.tasks[name] if name in params.tasks else None
+    if tp is None:
+        raise ValueError(f"tasks.{name}: not configured in params.yaml")
+    if name == "edges":
+        return TASKS[name](consensus=tp.consensus, boundary=params.boundary)
+    if name == "normals":
+        return TASKS[name](loss_kind=tp.loss)
+    if shard_dir is None:
+        raise ValueError("segmentation needs the shard folder to know its classes")
+    return TASKS[name](num_classes=len(read_manifest(shard_dir)["classes"]))
+
+
+# ----------------------------------------------------------------------------- download, shard
+
+def download(dataset: str, params: Params, out: Path) -> dict:
+    if dataset == "synthetic":
+        return synthetic.write_raw(params.synthetic, out)
+    raise ValueError(f"datasets: no downloader for {dataset!r}")
+
+
+def _raw_records(dataset: str, raw: Path, split: str) -> Iterator[Record]:
+    if dataset == "synthetic":
+        for key, arrays in synthetic.read_raw(raw, split):
+            yield {"key": key, **arrays, "meta": {"annotators": 1, "dataset": dataset, "split": split}}
+        return
+    raise ValueError(f"datasets: no reader for {dataset!r}")
+
+
+def shard(dataset: str, params: Params, raw: Path, out: Path) -> dict:
+    if dataset != "synthetic":
+        raise ValueError(f"datasets: no reader for {dataset!r}")
+    info = json.loads((Path(raw) / "dataset.json").read_text())
+    splits = {s: tqdm(_raw_records(dataset, raw, s), desc=f"shard {s}", total=info["counts"][s], unit="img")
+              for s in info["counts"]}
+    return write_shards(splits, out, dataset, list(info["classes"]), params.shard_size)
+
+
+# ----------------------------------------------------------------------------- sample
+
+def sample(task_name: str, params: Params, shards: Path, out: Path) -> dict:
+    """Draw K × N pixel indices for every training image; write out/indices.npz and out/summary.json."""
+    task = make_task(task_name, params, shards)
+    config = params.sampling[task_name]
+    indices: dict[str, np.ndarray] = {}
+    per_stratum = np.zeros(256, dtype=np.int64)
+    for record in tqdm(read_shards(shard_paths(shards, "train")), desc=f"sample {task_name}", unit="img"):
+        strata = task.strata(record)
+        try:
+            idx = draw(strata, config, image_seed(config.seed, record["key"]))  # (K, N)
+        except ValueError as err:
+            raise ValueError(f"{record['key']}: {err}") from err
+        indices[record["key"]] = idx
+        per_stratum += np.bincount(strata.ravel()[idx.ravel()], minlength=256)[:256]
+    if not indices:
+        raise ValueError(f"{shards}: the train split is empty")
+    total = per_stratum.sum()
+    summary = {
+        "task": task_name, "strategy": config.strategy, "images": len(indices),
+        "draws": config.draws, "pixels_per_image": config.pixels_per_image,
+        "share_per_stratum": {int(s): round(float(c / total), 4) for s, c in enumerate(per_stratum) if c},
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        np.savez(tmp / "indices.npz", **indices)
+        _atomic_json(tmp / "summary.json", summary)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+# ----------------------------------------------------------------------------- train
+
+def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out: Path, log: Path, progress: bool = True) -> dict:
+    task = make_task(task_name, params, shards)
+    cfg = params.train
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = build_model(params.model, task.out_channels)
+    dataset = PixelBatches(
+        shard_paths(shards, "train"), load_indices(Path(samples) / "indices.npz"), task,
+        params.augment, params.images_per_batch, seed=cfg.seed,
+    )
+    batches = batch_loader(dataset, cfg.num_workers, pin_memory=resolve_device(cfg.device).type == "cuda")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = train(model, task, batches, cfg, out, Path(log), progress=progress)
+    data = np.genfromtxt(log, delimiter=",", names=True)
+    loss_curve(np.atleast_1d(data["step"]), np.atleast_1d(data["loss"]), Path(log).with_suffix(".png"), f"{task_name} training loss")
+    _atomic_json(out / "summary.json", summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out: Path, progress: bool = True) -> dict:
+    """Dense predictions on the test split; metrics for the model and a trivial baseline; pictures."""
+    task = make_task(task_name, params, shards)
+    model, _ = model_from_checkpoint(Path(model_path))
+    if model.out_channels != task.out_channels:
+        raise ValueError(f"{model_path}: model has {model.out_channels} outputs, task {task_name} needs {task.out_channels}")
+    device = resolve_device(params.train.device)
+    model.to(device)
+    baseline = task.baseline()
+    baseline.fit(read_shards(shard_paths(shards, "train")))
+    meters = {"model": task.meter(), "baseline": task.meter()}
+    manifest = read_manifest(shards)
+    test_split = "test" if "test" in manifest["splits"] else "val"
+    total = manifest["splits"][test_split]["count"]
+    limit = params.evaluate.max_images or total
+    grid: list[list[np.ndarray]] = []
+    labels: list[str] = []
+    for i, record in enumerate(tqdm(read_shards(shard_paths(shards, test_split)), desc=f"evaluate {task_name}",
+                                    total=min(total, limit), unit="img", disable=not progress)):
+        if i >= limit:
+            break
+        pred = predict(model, task, record["image"], params.infer, device)
+        base = baseline.predict(record)
+        meters["model"].update(pred, record)
+        meters["baseline"].update(base, record)
+        if len(grid) < params.evaluate.grid_images:
+            grid.append([record["image"], task.visualize(record[task.field]), task.visualize(pred), task.visualize(base)])
+            labels.append(record["key"])
+    metrics = {name: meter.compute() for name, meter in meters.items()}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    picture_grid(grid, ["input", "ground truth", "PixelNet", baseline.name], labels, out / "predictions.png",
+                 title=f"{task_name} on {manifest['dataset']} {test_split}")
+    if task_name == "edges":
+        plot_pr({"PixelNet": meters["model"].result(), baseline.name: meters["baseline"].result()}, out / "pr_curve.png")
+    if task_name == "segmentation":
+        plot_confusion(meters["model"].inner.matrix, list(manifest["classes"]), out / "confusion.png")
+    _atomic_json(out / "metrics.json", metrics)
+    return metrics

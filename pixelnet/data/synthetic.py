@@ -1,0 +1,574 @@
+"""The embedded default dataset: ray-cast scenes with exact class, normal and edge ground truth.
+
+One render gives all three tasks, so a model trained on any of them sees the same pictures. The
+scenes are small but not trivial: shading and cast shadows on curved surfaces, textures chosen
+independently of the shape, sensor-like holes in the normals and pixel noise, so that an edge is
+not just a colour change, a normal is not just a colour and a class is not just a colour.
+
+Camera: orthographic, looking down -z, the image covers [-1, 1]^2 in x (right) and y (up); all
+geometry lives in that camera frame, so normals come out in the shared convention directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+CLASSES: tuple[str, ...] = ("background", "sphere", "box", "cylinder")
+SPLITS = ("train", "test")
+
+_EYE_Z = 10.0  # primary rays start here, far in front of every object
+_EPS = 1e-6
+_FAR = np.inf
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    image_size: int = 80
+    num_train: int = 200
+    num_test: int = 40
+    seed: int = 0
+    noise_std: float = 0.03  # Gaussian pixel noise, image in [0, 1] units
+    max_objects: int = 5
+
+    def __post_init__(self) -> None:
+        checks = {
+            "image_size": (self.image_size, 16),
+            "num_train": (self.num_train, 1),
+            "num_test": (self.num_test, 1),
+            "seed": (self.seed, 0),  # SeedSequence rejects negative entries
+            "max_objects": (self.max_objects, 1),
+        }
+        for name, (value, low) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        if isinstance(self.noise_std, bool) or not isinstance(self.noise_std, int | float):
+            raise ValueError(f"noise_std must be a number, got {self.noise_std!r}")
+        if not self.noise_std >= 0:  # also rejects NaN
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+
+    def count(self, split: str) -> int:
+        """Number of scenes in a split."""
+        _split_index(split)
+        return self.num_train if split == "train" else self.num_test
+
+
+# ----------------------------------------------------------------------------- scene description
+
+
+@dataclass
+class _Texture:
+    """Solid texture evaluated at object-local 3D points, so it sticks to the surface."""
+
+    kind: str = "plain"  # "plain" | "stripes" | "checker" | "noise"
+    color_a: np.ndarray = field(default_factory=lambda: np.array([0.7, 0.7, 0.7]))
+    color_b: np.ndarray = field(default_factory=lambda: np.array([0.3, 0.3, 0.3]))
+    contrast: float = 0.0
+    freq: float = 3.0
+    axes: np.ndarray = field(default_factory=lambda: np.eye(3))  # (3, 3) rows = directions
+    phases: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    square: bool = False
+    waves: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))  # (K, dir3 + freq + phase)
+
+    def albedo(self, p: np.ndarray) -> np.ndarray:
+        """Colour at local points p (N, 3) -> (N, 3)."""
+        if self.kind == "stripes":
+            s = np.sin(2 * np.pi * self.freq * (p @ self.axes[0]) + self.phases[0])  # (N,)
+            t = (s > 0).astype(np.float64) if self.square else 0.5 + 0.5 * s
+        elif self.kind == "checker":
+            cells = np.floor(self.freq * (p @ self.axes.T) + self.phases)  # (N, 3)
+            t = np.mod(cells.sum(axis=1), 2.0)
+        elif self.kind == "noise":
+            dirs, freqs, phases = self.waves[:, :3], self.waves[:, 3], self.waves[:, 4]
+            s = np.sin(2 * np.pi * (p @ dirs.T) * freqs + phases).sum(axis=1)  # (N,)
+            t = np.clip(0.5 + 0.5 * s / np.sqrt(len(freqs) / 2.0), 0.0, 1.0)
+        else:
+            t = np.zeros(len(p))
+        t = self.contrast * t[:, None]  # (N, 1)
+        return self.color_a * (1.0 - t) + self.color_b * t
+
+
+@dataclass
+class _Material:
+    texture: _Texture = field(default_factory=_Texture)
+    specular: float = 0.0
+    shininess: float = 16.0
+
+
+@dataclass
+class _Sphere:
+    center: np.ndarray
+    radius: float
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))  # texture frame only
+    material: _Material = field(default_factory=_Material)
+    label: int = CLASSES.index("sphere")
+
+    def hit(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nearest hit t > 0 along rays o + t d (unit d): t (N,), normal (N, 3), local point (N, 3)."""
+        oc = o - self.center  # (N, 3)
+        b = np.einsum("ij,ij->i", oc, d)
+        c = np.einsum("ij,ij->i", oc, oc) - self.radius**2
+        disc = b * b - c
+        sq = np.sqrt(np.maximum(disc, 0.0))
+        t1, t2 = -b - sq, -b + sq
+        t = np.where(t1 > _EPS, t1, np.where(t2 > _EPS, t2, _FAR))
+        t = np.where(disc >= 0, t, _FAR)
+        local = oc + np.where(np.isfinite(t), t, 0.0)[:, None] * d  # (N, 3)
+        return t, local / self.radius, local @ self.rotation
+
+
+@dataclass
+class _Box:
+    """A rotated cuboid; ray-slab intersection in the box frame."""
+
+    center: np.ndarray
+    half: np.ndarray  # (3,) half-extents along the box axes
+    rotation: np.ndarray  # (3, 3) columns = box axes in the camera frame
+    material: _Material = field(default_factory=_Material)
+    label: int = CLASSES.index("box")
+
+    def hit(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ol = (o - self.center) @ self.rotation  # (N, 3) box frame
+        dl = d @ self.rotation
+        dl = np.where(np.abs(dl) < 1e-12, 1e-12, dl)  # a parallel ray never crosses that slab
+        t1 = (-self.half - ol) / dl
+        t2 = (self.half - ol) / dl
+        tmin, tmax = np.minimum(t1, t2), np.maximum(t1, t2)  # (N, 3)
+        near, far = tmin.max(axis=1), tmax.min(axis=1)
+        axis = tmin.argmax(axis=1)
+        t = np.where(near > _EPS, near, far)
+        t = np.where((near <= far) & (far > _EPS), t, _FAR)
+        rows = np.arange(len(o))
+        nl = np.zeros_like(ol)
+        nl[rows, axis] = -np.sign(dl[rows, axis])  # the entered face faces the ray
+        local = ol + np.where(np.isfinite(t), t, 0.0)[:, None] * dl
+        return t, nl @ self.rotation.T, local
+
+
+@dataclass
+class _Cylinder:
+    """A finite capped cylinder along rotation[:, 2]."""
+
+    center: np.ndarray
+    radius: float
+    half_height: float
+    rotation: np.ndarray  # (3, 3) columns = cylinder frame; column 2 is the axis
+    material: _Material = field(default_factory=_Material)
+    label: int = CLASSES.index("cylinder")
+
+    def hit(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ol = (o - self.center) @ self.rotation  # (N, 3) cylinder frame
+        dl = d @ self.rotation
+        r, h = self.radius, self.half_height
+        a = dl[:, 0] ** 2 + dl[:, 1] ** 2
+        b = 2.0 * (ol[:, 0] * dl[:, 0] + ol[:, 1] * dl[:, 1])
+        c = ol[:, 0] ** 2 + ol[:, 1] ** 2 - r * r
+        disc = b * b - 4.0 * a * c
+        side_ok = (a > 1e-12) & (disc >= 0)
+        sq = np.sqrt(np.maximum(disc, 0.0))
+        safe_a = np.where(side_ok, 2.0 * a, 1.0)
+        cands = []
+        for sgn in (-1.0, 1.0):  # the two side roots
+            ts = (-b + sgn * sq) / safe_a
+            ok = side_ok & (ts > _EPS) & (np.abs(ol[:, 2] + ts * dl[:, 2]) <= h)
+            cands.append(np.where(ok, ts, _FAR))
+        safe_dz = np.where(np.abs(dl[:, 2]) > 1e-12, dl[:, 2], 1e-12)
+        for cap in (-h, h):
+            tc = (cap - ol[:, 2]) / safe_dz
+            px, py = ol[:, 0] + tc * dl[:, 0], ol[:, 1] + tc * dl[:, 1]
+            ok = (np.abs(dl[:, 2]) > 1e-12) & (tc > _EPS) & (px * px + py * py <= r * r)
+            cands.append(np.where(ok, tc, _FAR))
+        cand = np.stack(cands, axis=1)  # (N, 4): side, side, bottom cap, top cap
+        which = cand.argmin(axis=1)
+        t = cand[np.arange(len(o)), which]
+        local = ol + np.where(np.isfinite(t), t, 0.0)[:, None] * dl  # (N, 3)
+        nl = np.zeros_like(ol)
+        is_side = which < 2
+        nl[is_side, :2] = local[is_side, :2] / r
+        nl[which == 2, 2] = -1.0
+        nl[which == 3, 2] = 1.0
+        return t, nl @ self.rotation.T, local
+
+
+@dataclass
+class _Plane:
+    """Background: an infinite plane through (0, 0, z0), tilted towards the viewer."""
+
+    normal: np.ndarray  # (3,) unit, z > 0
+    z0: float
+    material: _Material = field(default_factory=_Material)
+    label: int = CLASSES.index("background")
+
+    def hit(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p0 = np.array([0.0, 0.0, self.z0])
+        denom = d @ self.normal  # (N,)
+        safe = np.where(np.abs(denom) > 1e-12, denom, 1e-12)
+        t = ((p0 - o) @ self.normal) / safe
+        t = np.where((np.abs(denom) > 1e-12) & (t > _EPS), t, _FAR)
+        p = o + np.where(np.isfinite(t), t, 0.0)[:, None] * d - p0  # (N, 3)
+        u = np.cross(self.normal, [0.0, 1.0, 0.0])
+        u /= np.linalg.norm(u)
+        v = np.cross(self.normal, u)
+        local = np.stack([p @ u, p @ v, np.zeros(len(p))], axis=1)  # in-plane coordinates
+        return t, np.broadcast_to(self.normal, o.shape).copy(), local
+
+
+_Object = _Sphere | _Box | _Cylinder
+
+
+@dataclass
+class _Scene:
+    objects: Sequence[_Object]
+    plane: _Plane
+    light: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))  # unit, z > 0
+    light_color: np.ndarray = field(default_factory=lambda: np.ones(3))
+    ambient: float = 0.35
+
+
+# ----------------------------------------------------------------------------- random scenes
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def _random_texture(rng: np.random.Generator, freq_range: tuple[float, float]) -> _Texture:
+    """Colours and pattern are drawn without looking at the shape, so class is not colour."""
+    kind = str(rng.choice(["plain", "stripes", "checker", "noise"], p=[0.1, 0.3, 0.25, 0.35]))
+    k = 5
+    dirs = rng.normal(size=(k, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    waves = np.concatenate(
+        [dirs, rng.uniform(*freq_range, size=(k, 1)) * 0.6, rng.uniform(0, 2 * np.pi, (k, 1))], axis=1
+    )
+    return _Texture(
+        kind=kind,
+        color_a=rng.uniform(0.12, 0.95, 3),
+        color_b=rng.uniform(0.12, 0.95, 3),
+        contrast=float(rng.uniform(0.35, 1.0)),
+        freq=float(rng.uniform(*freq_range)),
+        axes=_random_rotation(rng).T,
+        phases=rng.uniform(0, 2 * np.pi, 3),
+        square=bool(rng.random() < 0.5),
+        waves=waves,
+    )
+
+
+def _random_material(rng: np.random.Generator, freq_range: tuple[float, float]) -> _Material:
+    return _Material(
+        texture=_random_texture(rng, freq_range),
+        specular=float(rng.uniform(0.0, 0.35) if rng.random() < 0.6 else 0.0),
+        shininess=float(rng.uniform(8.0, 64.0)),
+    )
+
+
+def _random_object(rng: np.random.Generator) -> _Object:
+    shape = int(rng.integers(1, len(CLASSES)))
+    center = np.array([*rng.uniform(-0.75, 0.75, 2), rng.uniform(-0.3, 0.3)])
+    material = _random_material(rng, (2.0, 7.0))
+    rotation = _random_rotation(rng)
+    if CLASSES[shape] == "sphere":
+        return _Sphere(center, float(rng.uniform(0.25, 0.55)), rotation, material)
+    if CLASSES[shape] == "box":
+        return _Box(center, rng.uniform(0.17, 0.46, 3), rotation, material)
+    return _Cylinder(center, float(rng.uniform(0.17, 0.4)), float(rng.uniform(0.22, 0.55)), rotation, material)
+
+
+def _bounding_radius(obj: _Object) -> float:
+    if isinstance(obj, _Sphere):
+        return obj.radius
+    if isinstance(obj, _Box):
+        return float(np.linalg.norm(obj.half))
+    return float(np.hypot(obj.radius, obj.half_height))
+
+
+def _random_scene(rng: np.random.Generator, max_objects: int) -> _Scene:
+    n = int(rng.integers(min(2, max_objects), max_objects + 1))
+    objects = [_random_object(rng) for _ in range(n)]
+    # Background normal: a random tilt of up to 35 degrees around the viewing direction.
+    tilt, azim = rng.uniform(0.0, np.radians(35.0)), rng.uniform(0.0, 2 * np.pi)
+    normal = np.array([np.sin(tilt) * np.cos(azim), np.sin(tilt) * np.sin(azim), np.cos(tilt)])
+    # Put the plane behind every object's bounding sphere: n.c - nz z0 >= R + margin.
+    z0 = min((normal @ o.center - _bounding_radius(o) - 0.05) / normal[2] for o in objects)
+    z0 -= rng.uniform(0.0, 0.4)
+    plane = _Plane(normal, float(z0), _random_material(rng, (1.5, 5.0)))
+    elev, lazim = rng.uniform(np.radians(25.0), np.radians(85.0)), rng.uniform(0.0, 2 * np.pi)
+    light = np.array([np.cos(elev) * np.cos(lazim), np.cos(elev) * np.sin(lazim), np.sin(elev)])
+    return _Scene(
+        objects=objects,
+        plane=plane,
+        light=light,
+        light_color=rng.uniform(0.85, 1.0, 3),
+        ambient=float(rng.uniform(0.2, 0.45)),
+    )
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _pixel_rays(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ray origins (H*W, 3) through pixel centres, and the shared direction (H*W, 3)."""
+    coords = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+    x = np.broadcast_to(coords[None, :], (size, size))  # columns go right
+    y = np.broadcast_to(-coords[:, None], (size, size))  # rows go down, y goes up
+    o = np.stack([x.ravel(), y.ravel(), np.full(size * size, _EYE_Z)], axis=1)  # (N, 3)
+    d = np.broadcast_to(np.array([0.0, 0.0, -1.0]), o.shape)
+    return o, d
+
+
+def _hole_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A few small elliptical blobs, 1-3% of the pixels, like depth-sensor holes."""
+    n_blobs = int(rng.integers(2, 6))
+    area = rng.uniform(0.01, 0.03) * size * size / n_blobs
+    rows, cols = np.mgrid[0:size, 0:size] + 0.5  # (H, W) each
+    mask = np.zeros((size, size), dtype=bool)
+    for _ in range(n_blobs):
+        cr, cc = rng.uniform(0, size, 2)
+        aspect, theta = rng.uniform(0.5, 2.0), rng.uniform(0, np.pi)
+        ra, rb = np.sqrt(area / np.pi * aspect), np.sqrt(area / np.pi / aspect)
+        dr, dc = rows - cr, cols - cc
+        u = dr * np.cos(theta) + dc * np.sin(theta)
+        v = -dr * np.sin(theta) + dc * np.cos(theta)
+        mask |= (u / ra) ** 2 + (v / rb) ** 2 <= 1.0
+        mask[min(int(cr), size - 1), min(int(cc), size - 1)] = True  # never an empty blob
+    return mask
+
+
+def _occluder_edges(instance: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Mark, for every 4-neighbour pair of different instances, the nearer pixel only: 1 px edges."""
+    edge = np.zeros(instance.shape, dtype=bool)
+    for axis in (0, 1):
+        n = instance.shape[axis]
+        a = [slice(None)] * 2
+        b = [slice(None)] * 2
+        a[axis], b[axis] = slice(0, n - 1), slice(1, n)
+        ia, ib, za, zb = instance[tuple(a)], instance[tuple(b)], depth[tuple(a)], depth[tuple(b)]
+        differ = ia != ib
+        a_nearer = (za > zb) | ((za == zb) & (ia > ib))  # z towards the viewer: larger is nearer
+        edge[tuple(a)] |= differ & a_nearer
+        edge[tuple(b)] |= differ & ~a_nearer
+    return edge
+
+
+def _cast(scene: _Scene, o: np.ndarray, d: np.ndarray) -> dict[str, np.ndarray]:
+    """Z-buffer over the plane and the objects: t, instance (0 = plane), normal, local point."""
+    t, normal, local = scene.plane.hit(o, d)
+    instance = np.zeros(len(o), dtype=np.int32)
+    for k, obj in enumerate(scene.objects, start=1):
+        tk, nk, lk = obj.hit(o, d)
+        nearer = tk < t
+        t = np.where(nearer, tk, t)
+        instance[nearer] = k
+        normal[nearer] = nk[nearer]
+        local[nearer] = lk[nearer]
+    return {"t": t, "instance": instance, "normal": normal, "local": local}
+
+
+def _shadowed(scene: _Scene, points: np.ndarray, normal: np.ndarray, instance: np.ndarray) -> np.ndarray:
+    """True where another object blocks the light (convex objects cannot shadow themselves)."""
+    blocked = np.zeros(len(points), dtype=bool)
+    o = points + 1e-4 * normal  # (N, 3) lift off the surface
+    d = np.broadcast_to(scene.light, o.shape)
+    for k, obj in enumerate(scene.objects, start=1):
+        tk, _, _ = obj.hit(o, d)
+        blocked |= np.isfinite(tk) & (instance != k)
+    return blocked
+
+
+def _draw(scene: _Scene, size: int, rng: np.random.Generator, noise_std: float) -> dict[str, np.ndarray]:
+    """Render a fixed scene; returns the public arrays plus "instance" and "depth" for tests."""
+    o, d = _pixel_rays(size)
+    hit = _cast(scene, o, d)
+    normal = hit["normal"]  # (N, 3)
+    # A grazing hit can come out with n_z == 0 in floating point; keep it strictly visible.
+    normal[:, 2] = np.maximum(normal[:, 2], 1e-4)
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    instance = hit["instance"]
+    points = o + hit["t"][:, None] * d  # (N, 3)
+
+    materials = [scene.plane.material] + [obj.material for obj in scene.objects]
+    albedo = np.empty_like(points)
+    specular = np.empty(len(points))
+    shininess = np.empty(len(points))
+    labels = np.array([scene.plane.label] + [obj.label for obj in scene.objects], dtype=np.uint8)
+    for k, mat in enumerate(materials):
+        sel = instance == k
+        if sel.any():
+            albedo[sel] = mat.texture.albedo(hit["local"][sel])
+            specular[sel], shininess[sel] = mat.specular, mat.shininess
+
+    lambert = np.clip(normal @ scene.light, 0.0, None)  # (N,)
+    lit = lambert > 0
+    shadow = np.zeros(len(points), dtype=bool)
+    shadow[lit] = _shadowed(scene, points[lit], normal[lit], instance[lit])
+    direct = np.where(shadow, 0.0, lambert)
+    half = scene.light + np.array([0.0, 0.0, 1.0])
+    half /= np.linalg.norm(half)
+    spec = specular * np.clip(normal @ half, 0.0, None) ** shininess * (direct > 0)
+    shade = scene.ambient + (1.0 - scene.ambient) * direct  # (N,)
+    rgb = (albedo * shade[:, None] + spec[:, None]) * scene.light_color  # (N, 3)
+    rgb = rgb + rng.normal(0.0, noise_std, rgb.shape) if noise_std > 0 else rgb
+    image = np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8).reshape(size, size, 3)
+
+    instance = instance.reshape(size, size)
+    depth = (o[:, 2] - hit["t"]).reshape(size, size)  # z of the visible surface
+    normal_img = normal.reshape(size, size, 3).astype(np.float32)  # (H, W, 3)
+    normal_img[_hole_mask(rng, size)] = 0.0
+    return {
+        "image": image,
+        "label": labels[instance],  # (H, W)
+        "normal": normal_img,
+        "edge": _occluder_edges(instance, depth).astype(np.uint8),
+        "instance": instance,
+        "depth": depth,
+    }
+
+
+def render_scene(
+    rng: np.random.Generator, size: int, noise_std: float = 0.03, max_objects: int = 5
+) -> dict[str, np.ndarray]:
+    """One scene: {"image": uint8 (H,W,3), "label": uint8 (H,W), "normal": float32 (H,W,3), "edge": uint8 (H,W)}."""
+    out = _draw(_random_scene(rng, max_objects), size, rng, noise_std)
+    return {key: out[key] for key in ("image", "label", "normal", "edge")}
+
+
+def _split_index(split: str) -> int:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    return SPLITS.index(split)
+
+
+def _key(split: str, index: int) -> str:
+    return f"synthetic-{split}-{index:05d}"
+
+
+def render(config: SyntheticConfig, split: str, index: int) -> dict[str, np.ndarray]:
+    """Scene `index` of a split; seeded by (seed, split, index) alone so it can be re-rendered by itself."""
+    if index < 0:
+        raise ValueError(f"index must be >= 0, got {index}")
+    rng = np.random.default_rng([config.seed, _split_index(split), index])
+    return render_scene(rng, config.image_size, config.noise_std, config.max_objects)
+
+
+# ----------------------------------------------------------------------------- raw folder
+
+
+def write_raw(config: SyntheticConfig, out_dir: Path, progress: bool = True) -> dict:
+    """Render every split into out_dir/<split>/<key>.png (RGB image) and out_dir/<split>/<key>.npz
+    (arrays label, normal, edge), plus out_dir/dataset.json = {"name": "synthetic", "classes": [...],
+    "config": asdict(config), "counts": {split: n}}. Returns that dict. Write everything into a temp
+    directory next to out_dir and rename it into place at the end, so a failure leaves no half-written
+    out_dir (replace an existing out_dir). Show a tqdm progress bar when progress=True."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "name": "synthetic",
+        "classes": list(CLASSES),
+        "config": asdict(config),
+        "counts": {split: config.count(split) for split in SPLITS},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        with tqdm(total=sum(meta["counts"].values()), desc="synthetic", disable=not progress) as bar:
+            for split in SPLITS:
+                (tmp / split).mkdir()
+                for i in range(config.count(split)):
+                    scene = render(config, split, i)
+                    stem = tmp / split / _key(split, i)
+                    Image.fromarray(scene["image"]).save(stem.with_suffix(".png"))
+                    np.savez_compressed(
+                        stem.with_suffix(".npz"), label=scene["label"], normal=scene["normal"], edge=scene["edge"]
+                    )
+                    bar.update(1)
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old / out_dir.name)
+            try:
+                os.replace(tmp, out_dir)
+            except OSError:
+                os.replace(old / out_dir.name, out_dir)  # put the previous folder back
+                old.rmdir()
+                raise
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():  # only when something failed before the rename
+            shutil.rmtree(tmp)
+    return meta
+
+
+def _load_npz(path: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in ("label", "normal", "edge")}
+    except KeyError as err:
+        raise ValueError(f"{path}: missing array {err}") from err
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable npz ({err})") from err
+    expected = {"label": (size, np.uint8), "normal": ((*size, 3), np.float32), "edge": (size, np.uint8)}
+    for name, (shape, dtype) in expected.items():
+        if arrays[name].shape != shape or arrays[name].dtype != dtype:
+            raise ValueError(
+                f"{path}: {name} is {arrays[name].dtype}{arrays[name].shape}, expected {np.dtype(dtype)}{shape}"
+            )
+    if arrays["label"].max(initial=0) >= len(CLASSES):
+        raise ValueError(f"{path}: label values outside 0..{len(CLASSES) - 1}")
+    return arrays
+
+
+def read_raw(raw_dir: Path, split: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Yield (key, {"image", "label", "normal", "edge"}) in sorted key order from a write_raw folder.
+    Raise FileNotFoundError / ValueError naming the file when something is missing or malformed."""
+    raw_dir = Path(raw_dir)
+    _split_index(split)
+    meta_path = raw_dir / "dataset.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path}: not found (not a synthetic raw folder?)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected_count = int(meta["counts"][split])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{meta_path}: malformed ({err})") from err
+    split_dir = raw_dir / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir}: split folder not found")
+    pngs = {p.stem for p in split_dir.glob("*.png")}
+    npzs = {p.stem for p in split_dir.glob("*.npz")}
+    for stem in sorted(pngs ^ npzs):
+        missing = split_dir / (stem + (".npz" if stem in pngs else ".png"))
+        raise FileNotFoundError(f"{missing}: not found")
+    if len(pngs) != expected_count:
+        raise ValueError(f"{split_dir}: {len(pngs)} scenes, but {meta_path} says {expected_count}")
+    for key in sorted(pngs):
+        png = split_dir / f"{key}.png"
+        try:
+            with Image.open(png) as im:
+                mode, image = im.mode, np.asarray(im)  # (H, W, 3)
+        except OSError as err:
+            raise ValueError(f"{png}: unreadable image ({err})") from err
+        if mode != "RGB":
+            raise ValueError(f"{png}: image mode {mode}, expected RGB")
+        arrays = _load_npz(split_dir / f"{key}.npz", image.shape[:2])
+        yield key, {"image": image, **arrays}

@@ -1,0 +1,9 @@
+"""Tasks by name. Each implements the Task protocol in base.py."""
+
+from pixelnet.tasks.edges import EdgesTask
+from pixelnet.tasks.normals import NormalsTask
+from pixelnet.tasks.segmentation import SegmentationTask
+
+TASKS = {"edges": EdgesTask, "normals": NormalsTask, "segmentation": SegmentationTask}
+
+__all__ = ["TASKS", "EdgesTask", "NormalsTask", "SegmentationTask"]

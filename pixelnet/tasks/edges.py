@@ -1,0 +1,103 @@
+"""Edge detection: one sigmoid output, class-balanced BCE, the BSDS boundary benchmark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pixelnet.data.shards import Record
+from pixelnet.metrics.edges import BoundaryConfig, collect, image_counts
+
+
+def positives(record: Record, consensus: int) -> np.ndarray:
+    """(H, W) bool: at least `consensus` annotators marked the pixel (capped at how many there were)."""
+    annotators = int(record["meta"].get("annotators", 1))
+    return record["edge"] >= min(consensus, annotators)
+
+
+def annotations(record: Record) -> list[np.ndarray]:
+    """Each annotator's boundary map: stored per annotator when the dataset has them, else the count map."""
+    if "boundaries" in record:
+        return [b.astype(bool) for b in record["boundaries"]]
+    return [record["edge"] > 0]
+
+
+class EdgeMeter:
+    def __init__(self, config: BoundaryConfig) -> None:
+        self.config = config
+        self.counts: list[np.ndarray] = []
+
+    def update(self, prediction: np.ndarray, record: Record) -> None:
+        self.counts.append(image_counts(prediction, annotations(record), self.config))
+
+    def result(self):
+        thresholds = np.linspace(1 / (self.config.thresholds + 1), 1 - 1 / (self.config.thresholds + 1), self.config.thresholds)
+        return collect(self.counts, thresholds)
+
+    def compute(self) -> dict[str, float]:
+        r = self.result()
+        return {"ods": float(r.ods["f"]), "ois": float(r.ois["f"]), "ap": float(r.ap)}
+
+
+class SobelBaseline:
+    """Gradient magnitude of the grey image, scaled to [0, 1] per image."""
+
+    name = "sobel"
+
+    def fit(self, records) -> None:  # nothing to learn
+        pass
+
+    def predict(self, record: Record) -> np.ndarray:
+        grey = cv2.cvtColor(record["image"], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+        mag = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
+        return mag / max(float(mag.max()), 1e-6)
+
+
+@dataclass
+class EdgesTask:
+    consensus: int = 3
+    boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
+    name: str = "edges"
+    field: str = "edge"
+    out_channels: int = 1
+
+    def strata(self, record: Record) -> np.ndarray:
+        return positives(record, self.consensus).astype(np.int32)
+
+    def gather(self, record: Record, indices: np.ndarray) -> np.ndarray:
+        return positives(record, self.consensus).ravel()[indices].astype(np.float32)  # (N,)
+
+    def flip_targets(self, targets: np.ndarray) -> np.ndarray:
+        return targets
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # Positives and negatives each carry half the loss, whatever their counts (HED's balancing).
+        bce = F.binary_cross_entropy_with_logits(outputs[:, 0], targets, reduction="none")  # (M,)
+        pos = weight * targets
+        neg = weight * (1 - targets)
+        return 0.5 * (bce * pos).sum() / pos.sum().clamp(min=1) + 0.5 * (bce * neg).sum() / neg.sum().clamp(min=1)
+
+    def activate(self, outputs: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(outputs)
+
+    def unflip(self, activated: torch.Tensor) -> torch.Tensor:
+        return activated
+
+    def finalize(self, activated: np.ndarray) -> np.ndarray:
+        return activated[..., 0]  # (H, W) edge probability
+
+    def meter(self) -> EdgeMeter:
+        return EdgeMeter(self.boundary)
+
+    def baseline(self) -> SobelBaseline:
+        return SobelBaseline()
+
+    def visualize(self, array: np.ndarray) -> np.ndarray:
+        if array.dtype == np.uint8 and array.max() > 1:  # annotator counts
+            array = array / array.max()
+        grey = (255 * (1 - np.clip(array.astype(np.float32), 0, 1))).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)

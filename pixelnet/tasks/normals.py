@@ -1,0 +1,99 @@
+"""Surface normals: three outputs normalised to a unit vector, cosine (or L2) loss, angular error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pixelnet.data.shards import Record
+from pixelnet.metrics.normals import NormalsMeter
+
+
+def valid_mask(normal: np.ndarray) -> np.ndarray:
+    return np.isfinite(normal).all(axis=-1) & (np.abs(normal).sum(axis=-1) > 0)
+
+
+class NormalMeter:
+    def __init__(self) -> None:
+        self.inner = NormalsMeter()
+
+    def update(self, prediction: np.ndarray, record: Record) -> None:
+        self.inner.update(prediction, record["normal"])
+
+    def compute(self) -> dict[str, float]:
+        out = self.inner.compute()
+        return {k: float(out[k]) for k in ("mean", "median", "rmse", "within_11_25", "within_22_5", "within_30")}
+
+
+class MeanNormalBaseline:
+    """The training set's mean normal, predicted everywhere."""
+
+    name = "mean_normal"
+
+    def __init__(self) -> None:
+        self.mean = np.array([0.0, 0.0, 1.0], dtype=np.float32)
+
+    def fit(self, records) -> None:
+        total = np.zeros(3, dtype=np.float64)
+        for record in records:
+            n = record["normal"]
+            total += n[valid_mask(n)].sum(axis=0)
+        self.mean = (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
+
+    def predict(self, record: Record) -> np.ndarray:
+        h, w = record["image"].shape[:2]
+        return np.broadcast_to(self.mean, (h, w, 3)).copy()
+
+
+@dataclass
+class NormalsTask:
+    loss_kind: str = "cosine"
+    name: str = "normals"
+    field: str = "normal"
+    out_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.loss_kind not in ("cosine", "l2"):
+            raise ValueError(f"tasks.normals.loss must be 'cosine' or 'l2', got {self.loss_kind!r}")
+
+    def strata(self, record: Record) -> np.ndarray:
+        return np.where(valid_mask(record["normal"]), 0, -1).astype(np.int32)
+
+    def gather(self, record: Record, indices: np.ndarray) -> np.ndarray:
+        return record["normal"].reshape(-1, 3)[indices].astype(np.float32)  # (N, 3)
+
+    def flip_targets(self, targets: np.ndarray) -> np.ndarray:
+        out = targets.copy()
+        out[..., 0] = -out[..., 0]
+        return out
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        pred = F.normalize(outputs, dim=1, eps=1e-6)  # (M, 3)
+        w = weight * (targets.abs().sum(dim=1) > 0)
+        per = 1 - (pred * targets).sum(dim=1) if self.loss_kind == "cosine" else ((pred - targets) ** 2).sum(dim=1)
+        return (per * w).sum() / w.sum().clamp(min=1)
+
+    def activate(self, outputs: torch.Tensor) -> torch.Tensor:
+        return F.normalize(outputs, dim=1, eps=1e-6)
+
+    def unflip(self, activated: torch.Tensor) -> torch.Tensor:
+        return activated * activated.new_tensor([-1.0, 1.0, 1.0])
+
+    def finalize(self, activated: np.ndarray) -> np.ndarray:
+        norm = np.linalg.norm(activated, axis=-1, keepdims=True)
+        return (activated / np.maximum(norm, 1e-6)).astype(np.float32)  # (H, W, 3)
+
+    def meter(self) -> NormalMeter:
+        return NormalMeter()
+
+    def baseline(self) -> MeanNormalBaseline:
+        return MeanNormalBaseline()
+
+    def visualize(self, array: np.ndarray) -> np.ndarray:
+        # The usual encoding: (n + 1) / 2 as RGB; invalid pixels black.
+        rgb = ((array + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        rgb[~valid_mask(array)] = 0
+        return rgb

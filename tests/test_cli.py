@@ -1,0 +1,78 @@
+"""Every stage once through Typer's runner on a tiny dataset, plus help and error behaviour."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+runner = CliRunner()
+COMMANDS = ["download", "shard", "sample", "train", "evaluate"]
+
+
+def _ok(args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def test_every_stage_end_to_end(tmp_path, tiny_params_file):
+    p = ["--params", tiny_params_file]
+    raw, shards = tmp_path / "raw", tmp_path / "shards"
+    _ok(["download", "synthetic", "--out", raw, *p])
+    assert (raw / "dataset.json").is_file()
+    _ok(["shard", "synthetic", "--raw", raw, "--out", shards, *p])
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["count"] == 8 and manifest["splits"]["test"]["count"] == 3
+    for task in ("edges", "normals", "segmentation"):
+        samples, models, reports = tmp_path / "samples" / task, tmp_path / "models" / task, tmp_path / "reports" / task
+        _ok(["sample", task, "--shards", shards, "--out", samples, *p])
+        summary = json.loads((samples / "summary.json").read_text())
+        assert summary["images"] == 8 and summary["pixels_per_image"] == 64
+        _ok(["train", task, "--shards", shards, "--samples", samples, "--out", models, "--log", reports / "train_loss.csv", "--quiet", *p])
+        assert (models / "model.pt").is_file() and (models / "last.pt").is_file()
+        assert len((reports / "train_loss.csv").read_text().splitlines()) == 1 + 3
+        _ok(["evaluate", task, "--shards", shards, "--model", models / "model.pt", "--out", reports, "--quiet", *p])
+        metrics = json.loads((reports / "metrics.json").read_text())
+        assert set(metrics) == {"model", "baseline"}
+        assert (reports / "predictions.png").stat().st_size > 0
+    edges = json.loads((tmp_path / "reports" / "edges" / "metrics.json").read_text())
+    assert set(edges["model"]) == {"ods", "ois", "ap"}
+    normals = json.loads((tmp_path / "reports" / "normals" / "metrics.json").read_text())
+    assert set(normals["baseline"]) == {"mean", "median", "rmse", "within_11_25", "within_22_5", "within_30"}
+    seg = json.loads((tmp_path / "reports" / "segmentation" / "metrics.json").read_text())
+    assert 0 <= seg["baseline"]["miou"] <= 1 and set(seg["model"]) == {"miou", "pixel_accuracy"}
+
+
+def test_help_explains_every_command_and_option():
+    top = _ok(["--help"]).output
+    for command in COMMANDS:
+        assert command in top
+        text = _ok([command, "--help"]).output
+        assert "--params" in text and len(text.split()) > 30
+
+
+def test_unknown_params_key_fails_cleanly(tmp_path, tiny_params_dict):
+    tiny_params_dict["sampling"]["pixel_per_image"] = 10
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params_dict))
+    out = tmp_path / "raw"
+    result = runner.invoke(app, ["download", "synthetic", "--out", str(out), "--params", str(path)])
+    assert result.exit_code == 2
+    assert "sampling.pixel_per_image" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_sample_with_too_many_pixels_names_key_and_writes_nothing(tmp_path, tiny_params_dict, tiny_shards):
+    tiny_params_dict["sampling"]["pixels_per_image"] = 32 * 32 + 1
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params_dict))
+    out = tmp_path / "samples"
+    result = runner.invoke(app, ["sample", "segmentation", "--shards", str(tiny_shards), "--out", str(out), "--params", str(path)])
+    assert result.exit_code == 2
+    assert "sampling.pixels_per_image" in result.output
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]

@@ -1,0 +1,73 @@
+"""One shard format: round trip, manifest, atomic writes, and errors that name the shard."""
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+
+from pixelnet.data.shards import ShardError, read_manifest, read_shards, shard_paths, write_shards
+
+
+def _record(i: int, h: int = 12, w: int = 16) -> dict:
+    rng = np.random.default_rng(i)
+    n = rng.normal(size=(h, w, 3)).astype(np.float32)
+    return {
+        "key": f"s-{i:03d}",
+        "image": rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+        "label": rng.integers(0, 3, (h, w), dtype=np.uint8),
+        "normal": n / np.linalg.norm(n, axis=-1, keepdims=True),
+        "edge": rng.integers(0, 2, (h, w), dtype=np.uint8),
+        "meta": {"annotators": 1},
+    }
+
+
+def test_round_trip_and_manifest(tmp_path):
+    records = [_record(i) for i in range(5)]
+    manifest = write_shards({"train": records, "test": [_record(9)]}, tmp_path / "ds", "toy", ["a", "b", "c"], shard_size=2)
+    assert [s["count"] for s in manifest["splits"]["train"]["shards"]] == [2, 2, 1]
+    assert manifest["splits"]["train"]["image_sizes"] == {"12x16": 5}
+    assert sum(manifest["splits"]["train"]["class_histogram"]) == 5 * 12 * 16
+    assert all(len(s["sha256"]) == 64 for s in manifest["splits"]["train"]["shards"])
+    assert read_manifest(tmp_path / "ds") == manifest
+    back = list(read_shards(shard_paths(tmp_path / "ds", "train")))
+    assert [r["key"] for r in back] == [r["key"] for r in records]
+    for a, b in zip(records, back):
+        for field in ("image", "label", "normal", "edge"):
+            np.testing.assert_array_equal(a[field], b[field])
+        assert b["meta"]["annotators"] == 1 and b["meta"]["height"] == 12
+
+
+def test_failed_write_leaves_the_old_shards_alone(tmp_path):
+    write_shards({"train": [_record(0)]}, tmp_path / "ds", "toy", ["a", "b", "c"])
+    before = read_manifest(tmp_path / "ds")
+    bad = _record(1)
+    bad["label"] = bad["label"][:5]  # wrong size: must be refused
+    with pytest.raises(ShardError, match="s-001: label"):
+        write_shards({"train": [_record(2), bad]}, tmp_path / "ds", "toy", ["a", "b", "c"])
+    assert read_manifest(tmp_path / "ds") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no temp folder left behind
+
+
+def test_corrupt_member_names_shard_and_key(tmp_path):
+    write_shards({"train": [_record(0), _record(1)]}, tmp_path / "ds", "toy", ["a", "b", "c"])
+    path = shard_paths(tmp_path / "ds", "train")[0]
+    # Rewrite the tar with one member's bytes garbled.
+    members = []
+    with tarfile.open(path) as tar:
+        for m in tar.getmembers():
+            data = tar.extractfile(m).read()
+            if m.name == "s-001.image.png":
+                data = data[:20] + b"\x00garbage" * 10
+            members.append((m, data))
+    with tarfile.open(path, "w") as tar:
+        for m, data in members:
+            m.size = len(data)
+            tar.addfile(m, io.BytesIO(data))
+    with pytest.raises(ShardError, match=r"train-000000\.tar.*s-001"):
+        list(read_shards([path]))
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        shard_paths(tmp_path, "train")
