@@ -36,7 +36,7 @@ class ParamsError(ValueError):
 class TaskParams:
     dataset: str = "synthetic"
     consensus: int = 3          # edges: annotators needed for a positive (capped at how many there were)
-    loss: str = "cosine"        # normals: "cosine" or "l2"
+    loss: str = "l2"            # normals: "l2" (Euclidean on raw outputs, the paper's) or "cosine"
 
 
 @dataclass(frozen=True)

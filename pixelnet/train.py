@@ -32,6 +32,7 @@ class TrainConfig:
     log_every: int = 10
     num_workers: int = 0
     threads: int = 0                    # torch CPU threads; 0 leaves torch's default
+    clip_grad_norm: float = 0.0         # clip the global gradient norm (0: off); guards early regression steps
 
     def __post_init__(self) -> None:
         for name in ("iterations", "log_every"):
@@ -47,6 +48,8 @@ class TrainConfig:
             raise ValueError(f"train.lr_steps must be increasing, got {list(self.lr_steps)}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.clip_grad_norm < 0:
+            raise ValueError(f"train.clip_grad_norm must be >= 0, got {self.clip_grad_norm}")
         if self.checkpoint_every < 0 or self.num_workers < 0 or self.threads < 0:
             raise ValueError("train.checkpoint_every, train.num_workers and train.threads must be >= 0")
 
@@ -104,6 +107,8 @@ def train(
                 raise FloatingPointError(f"train: non-finite loss {value} at step {step} (lower train.lr?)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
             recent.append(value)
             if (step + 1) % config.log_every == 0 or step + 1 == config.iterations:

@@ -136,14 +136,26 @@ def test_box_and_cylinder_normals() -> None:
     np.testing.assert_allclose(col[on, 0], 0.0, atol=1e-6)
 
 
-def test_background_plane_is_tilted() -> None:
-    tilts = []
-    for i in range(6):
+def test_background_is_a_wall_and_a_floor() -> None:
+    """Two background planes: a wall tilted at most 20 degrees, and a floor facing up, below it."""
+    tilts, floors = [], 0
+    for i in range(8):
         s = render(CFG, "train", i)
-        bg = s["normal"][(s["label"] == 0) & _valid(s["normal"])]
-        assert np.allclose(bg, bg[0], atol=1e-5)  # one plane
-        tilts.append(np.degrees(np.arccos(bg[0, 2])))
-    assert max(tilts) > 5.0 and max(tilts) <= 35.0 + 1e-3
+        mask = (s["label"] == 0) & _valid(s["normal"])
+        bg = s["normal"][mask]
+        distinct = np.unique(np.round(bg, 4), axis=0)
+        assert 1 <= len(distinct) <= 2
+        wall = distinct[np.argmax(distinct[:, 2])]
+        tilts.append(np.degrees(np.arccos(wall[2])))
+        if len(distinct) == 2:
+            floor = distinct[np.argmin(distinct[:, 2])]
+            assert floor[1] > 0.4  # faces up
+            rows = np.nonzero(mask)[0]
+            on_floor = np.all(np.isclose(bg, floor, atol=1e-3), axis=1)
+            assert rows[on_floor].mean() > rows[~on_floor].mean()  # below the wall
+            floors += 1
+    assert max(tilts) > 3.0 and max(tilts) <= 20.0 + 1e-3
+    assert floors >= 4
 
 
 def test_coverage_and_class_not_colour() -> None:

@@ -232,6 +232,7 @@ _Object = _Sphere | _Box | _Cylinder
 class _Scene:
     objects: Sequence[_Object]
     plane: _Plane
+    floor: _Plane | None = None  # a ground plane meeting the back wall: background normals follow the room's layout
     light: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))  # unit, z > 0
     light_color: np.ndarray = field(default_factory=lambda: np.ones(3))
     ambient: float = 0.35
@@ -305,18 +306,26 @@ def _bounding_radius(obj: _Object) -> float:
 def _random_scene(rng: np.random.Generator, max_objects: int) -> _Scene:
     n = int(rng.integers(min(2, max_objects), max_objects + 1))
     objects = [_random_object(rng) for _ in range(n)]
-    # Background normal: a random tilt of up to 35 degrees around the viewing direction.
-    tilt, azim = rng.uniform(0.0, np.radians(35.0)), rng.uniform(0.0, 2 * np.pi)
+    # Back wall: a random tilt of up to 20 degrees around the viewing direction.
+    tilt, azim = rng.uniform(0.0, np.radians(20.0)), rng.uniform(0.0, 2 * np.pi)
     normal = np.array([np.sin(tilt) * np.cos(azim), np.sin(tilt) * np.sin(azim), np.cos(tilt)])
-    # Put the plane behind every object's bounding sphere: n.c - nz z0 >= R + margin.
+    # Put the wall behind every object's bounding sphere: n.c - nz z0 >= R + margin.
     z0 = min((normal @ o.center - _bounding_radius(o) - 0.05) / normal[2] for o in objects)
     z0 -= rng.uniform(0.0, 0.4)
     plane = _Plane(normal, float(z0), _random_material(rng, (1.5, 5.0)))
+    # Floor: faces up (y > 0) and towards the viewer, meeting the wall on a random horizon row, so
+    # that, as in indoor scenes, where a background pixel lies tells which way its surface faces.
+    elev, roll = rng.uniform(np.radians(25.0), np.radians(60.0)), rng.uniform(-0.25, 0.25)
+    fn = np.array([np.sin(roll) * np.sin(elev), np.cos(roll) * np.sin(elev), np.cos(elev)])
+    horizon_y = rng.uniform(-0.6, 0.3)
+    wall_z = z0 - (normal[1] * horizon_y) / normal[2]  # the wall's depth at (0, horizon_y)
+    floor = _Plane(fn, float((fn[1] * horizon_y) / fn[2] + wall_z), _random_material(rng, (1.5, 5.0)))
     elev, lazim = rng.uniform(np.radians(25.0), np.radians(85.0)), rng.uniform(0.0, 2 * np.pi)
     light = np.array([np.cos(elev) * np.cos(lazim), np.cos(elev) * np.sin(lazim), np.sin(elev)])
     return _Scene(
         objects=objects,
         plane=plane,
+        floor=floor,
         light=light,
         light_color=rng.uniform(0.85, 1.0, 3),
         ambient=float(rng.uniform(0.2, 0.45)),
@@ -381,6 +390,13 @@ def _cast(scene: _Scene, o: np.ndarray, d: np.ndarray) -> dict[str, np.ndarray]:
         instance[nearer] = k
         normal[nearer] = nk[nearer]
         local[nearer] = lk[nearer]
+    if scene.floor is not None:  # the floor is the last instance
+        tk, nk, lk = scene.floor.hit(o, d)
+        nearer = tk < t
+        t = np.where(nearer, tk, t)
+        instance[nearer] = len(scene.objects) + 1
+        normal[nearer] = nk[nearer]
+        local[nearer] = lk[nearer]
     return {"t": t, "instance": instance, "normal": normal, "local": local}
 
 
@@ -406,11 +422,12 @@ def _draw(scene: _Scene, size: int, rng: np.random.Generator, noise_std: float) 
     instance = hit["instance"]
     points = o + hit["t"][:, None] * d  # (N, 3)
 
-    materials = [scene.plane.material] + [obj.material for obj in scene.objects]
+    floors = [scene.floor] if scene.floor is not None else []
+    materials = [scene.plane.material] + [obj.material for obj in scene.objects] + [f.material for f in floors]
     albedo = np.empty_like(points)
     specular = np.empty(len(points))
     shininess = np.empty(len(points))
-    labels = np.array([scene.plane.label] + [obj.label for obj in scene.objects], dtype=np.uint8)
+    labels = np.array([scene.plane.label] + [obj.label for obj in scene.objects] + [f.label for f in floors], dtype=np.uint8)
     for k, mat in enumerate(materials):
         sel = instance == k
         if sel.any():

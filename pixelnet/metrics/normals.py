@@ -8,6 +8,9 @@ guess on average) rather than dropped, so a model cannot gain by abstaining.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 _EPS = 1e-8  # below this length a predicted vector has no direction
@@ -73,3 +76,32 @@ class NormalsMeter:
             "within_30": float(pct[2]),
             "valid_pixels": int(self._count),
         }
+
+
+def pooled_errors(meter: NormalsMeter) -> np.ndarray:
+    """Every valid pixel's angular error seen by the meter, (M,) degrees."""
+    return np.concatenate(meter._errors) if meter._errors else np.zeros(0, dtype=np.float32)
+
+
+def plot_error_cdf(errors: dict[str, np.ndarray], path: Path) -> None:
+    """Share of pixels within each angle, one curve per method, with the 11.25/22.5/30° marks."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    grid = np.linspace(0, 90, 181)
+    for name, err in errors.items():
+        share = 100.0 * np.searchsorted(np.sort(err), grid, side="left") / max(err.size, 1)
+        ax.plot(grid, share, linewidth=2, label=f"{name} [mean {err.mean():.1f}°]")
+    for t in _WITHIN:
+        ax.axvline(t, color="0.8", linewidth=0.8, zorder=0)
+    ax.set_xlim(0, 90)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("angular error (degrees)")
+    ax.set_ylabel("% of valid pixels within")
+    ax.grid(True, linewidth=0.3)
+    ax.legend(loc="lower right")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    os.replace(tmp, path)

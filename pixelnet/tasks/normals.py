@@ -50,7 +50,7 @@ class MeanNormalBaseline:
 
 @dataclass
 class NormalsTask:
-    loss_kind: str = "cosine"
+    loss_kind: str = "l2"
     name: str = "normals"
     field: str = "normal"
     out_channels: int = 3
@@ -71,9 +71,13 @@ class NormalsTask:
         return out
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        pred = F.normalize(outputs, dim=1, eps=1e-6)  # (M, 3)
         w = weight * (targets.abs().sum(dim=1) > 0)
-        per = 1 - (pred * targets).sum(dim=1) if self.loss_kind == "cosine" else ((pred - targets) ** 2).sum(dim=1)
+        if self.loss_kind == "l2":
+            # The paper's Euclidean loss on the raw outputs: the head learns unit length itself, and
+            # gradients stay bounded near zero output (normalising there multiplies them by 1/|o|).
+            per = ((outputs - targets) ** 2).sum(dim=1)  # (M,)
+        else:
+            per = 1 - (F.normalize(outputs, dim=1, eps=1e-6) * targets).sum(dim=1)  # (M,)
         return (per * w).sum() / w.sum().clamp(min=1)
 
     def activate(self, outputs: torch.Tensor) -> torch.Tensor:
