@@ -37,6 +37,7 @@ class TaskParams:
     dataset: str = "synthetic"
     consensus: int = 3          # edges: annotators needed for a positive (capped at how many there were)
     loss: str = "l2"            # normals: "l2" (Euclidean on raw outputs, the paper's) or "cosine"
+    clip_grad_norm: float | None = None  # overrides train.clip_grad_norm for this task when set
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ def parse_params(raw: Any) -> Params:
             raise ParamsError(f"tasks.{name}.dataset: {tp.dataset!r} is not in datasets {list(datasets)}")
         if tp.consensus < 1:
             raise ParamsError(f"tasks.{name}.consensus: must be >= 1, got {tp.consensus}")
+        if tp.clip_grad_norm is not None and tp.clip_grad_norm < 0:
+            raise ParamsError(f"tasks.{name}.clip_grad_norm: must be >= 0, got {tp.clip_grad_norm}")
         if tp.loss not in ("cosine", "l2"):
             raise ParamsError(f"tasks.{name}.loss: must be 'cosine' or 'l2', got {tp.loss!r}")
         tasks[name] = tp

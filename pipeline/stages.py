@@ -6,10 +6,9 @@ the previous output (or nothing) behind, never half of a new one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.params import Params
+from pixelnet.atomic import atomic_dir
 from pixelnet.data import synthetic
 from pixelnet.data.loader import PixelBatches, batch_loader, load_indices
 from pixelnet.data.shards import Record, read_manifest, read_shards, shard_paths, write_shards
@@ -102,18 +102,9 @@ def sample(task_name: str, params: Params, shards: Path, out: Path) -> dict:
         "draws": config.draws, "pixels_per_image": config.pixels_per_image,
         "share_per_stratum": {int(s): round(float(c / total), 4) for s, c in enumerate(per_stratum) if c},
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(Path(out)) as tmp:
         np.savez(tmp / "indices.npz", **indices)
         _atomic_json(tmp / "summary.json", summary)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 
@@ -122,6 +113,9 @@ def sample(task_name: str, params: Params, shards: Path, out: Path) -> dict:
 def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out: Path, log: Path, progress: bool = True) -> dict:
     task = make_task(task_name, params, shards)
     cfg = params.train
+    override = params.tasks[task_name].clip_grad_norm
+    if override is not None:
+        cfg = dataclasses.replace(cfg, clip_grad_norm=override)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

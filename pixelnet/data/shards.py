@@ -22,9 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -33,6 +30,8 @@ from typing import Any
 import numpy as np
 import webdataset as wds
 from PIL import Image
+
+from pixelnet.atomic import atomic_dir
 
 Record = dict[str, Any]
 
@@ -127,20 +126,11 @@ def write_shards(
     """
     if shard_size < 1:
         raise ValueError(f"data.shard_size must be >= 1, got {shard_size}")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        manifest: dict[str, Any] = {"dataset": dataset, "classes": classes, "format": 1, "splits": {}}
+    manifest: dict[str, Any] = {"dataset": dataset, "classes": classes, "format": 1, "splits": {}}
+    with atomic_dir(Path(out_dir)) as tmp:
         for split, records in splits.items():
             manifest["splits"][split] = _write_split(records, tmp, split, len(classes), shard_size)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

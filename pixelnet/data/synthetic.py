@@ -12,9 +12,6 @@ geometry lives in that camera frame, so normals come out in the shared conventio
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from pixelnet.atomic import atomic_dir
 
 CLASSES: tuple[str, ...] = ("background", "sphere", "box", "cylinder")
 SPLITS = ("train", "test")
@@ -504,8 +503,7 @@ def write_raw(config: SyntheticConfig, out_dir: Path, progress: bool = True) -> 
         "config": asdict(config),
         "counts": {split: config.count(split) for split in SPLITS},
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         with tqdm(total=sum(meta["counts"].values()), desc="synthetic", disable=not progress) as bar:
             for split in SPLITS:
                 (tmp / split).mkdir()
@@ -518,21 +516,6 @@ def write_raw(config: SyntheticConfig, out_dir: Path, progress: bool = True) -> 
                     )
                     bar.update(1)
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-            try:
-                os.replace(tmp, out_dir)
-            except OSError:
-                os.replace(old / out_dir.name, out_dir)  # put the previous folder back
-                old.rmdir()
-                raise
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():  # only when something failed before the rename
-            shutil.rmtree(tmp)
     return meta
 
 
