@@ -23,7 +23,7 @@ from pixelnet.data.loader import PixelBatches, batch_loader, load_indices
 from pixelnet.data.shards import Record, read_manifest, read_shards, shard_paths, write_shards
 from pixelnet.infer import predict
 from pixelnet.metrics.edges import plot_pr
-from pixelnet.metrics.normals import plot_error_cdf, pooled_errors
+from pixelnet.metrics.normals import plot_error_cdf
 from pixelnet.metrics.segmentation import plot_confusion
 from pixelnet.model.pixelnet import build_model, model_from_checkpoint
 from pixelnet.report import loss_curve, picture_grid
@@ -172,7 +172,7 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
     if task_name == "edges":
         plot_pr({"PixelNet": meters["model"].result(), baseline.name: meters["baseline"].result()}, out / "pr_curve.png")
     if task_name == "normals":
-        plot_error_cdf({"PixelNet": pooled_errors(meters["model"].inner), baseline.name: pooled_errors(meters["baseline"].inner)},
+        plot_error_cdf({"PixelNet": meters["model"].inner.errors(), baseline.name: meters["baseline"].inner.errors()},
                        out / "angular_error.png")
     if task_name == "segmentation":
         plot_confusion(meters["model"].inner.matrix, list(manifest["classes"]), out / "confusion.png")

@@ -60,12 +60,16 @@ class NormalsMeter:
         self._sum_sq += float(np.square(errors).sum())
         self._within += [int((errors < t).sum()) for t in _WITHIN]
 
+    def errors(self) -> np.ndarray:
+        """Every valid pixel's angular error seen so far, (M,) degrees (for plots)."""
+        return np.concatenate(self._errors) if self._errors else np.zeros(0, dtype=np.float32)
+
     def compute(self) -> dict[str, float]:
         """mean, median, rmse (degrees); within_* (percent); valid_pixels (int)."""
         if self._count == 0:
             raise ValueError("no valid ground-truth normals were seen")
         # overwrite_input: the concatenation is already a private copy.
-        median = float(np.median(np.concatenate(self._errors), overwrite_input=True))
+        median = float(np.median(self.errors(), overwrite_input=True))
         pct = 100.0 * self._within / self._count
         return {
             "mean": self._sum / self._count,
@@ -76,11 +80,6 @@ class NormalsMeter:
             "within_30": float(pct[2]),
             "valid_pixels": int(self._count),
         }
-
-
-def pooled_errors(meter: NormalsMeter) -> np.ndarray:
-    """Every valid pixel's angular error seen by the meter, (M,) degrees."""
-    return np.concatenate(meter._errors) if meter._errors else np.zeros(0, dtype=np.float32)
 
 
 def plot_error_cdf(errors: dict[str, np.ndarray], path: Path) -> None:
