@@ -44,7 +44,7 @@ def _friendly(fn):
             return fn(*args, **kwargs)
         except (ParamsError, ShardError, ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            typer.echo(f"pixelnet {fn.__name__.rstrip('_')}: error: {message}", err=True)
+            typer.echo(f"pixelnet {fn.__name__.rstrip('_').replace('_', '-')}: error: {message}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -153,6 +153,36 @@ def evaluate(
     _check_task(task, p)
     metrics = stages.evaluate(task, p, shards, model, out, progress=not quiet)
     typer.echo(json.dumps(metrics))
+
+
+@app.command("evaluate-edges")
+@_friendly
+def evaluate_edges(
+    predictions: Annotated[Path, typer.Option("--predictions", help="Folder of edge maps named like the ground truth: <id>.png (8/16-bit), <id>.npy (float in [0, 1]) or <id>.mat (official ucm2).")],
+    ground_truth: Annotated[Path, typer.Option("--ground-truth", help="Folder of BSDS <id>.mat ground truth (e.g. BSDS500/data/groundTruth/test).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for eval_bdry*.txt (official format), metrics.json and pr_curve.png.")],
+    thresholds: Annotated[int, typer.Option("--thresholds", help="Number of thresholds in (0, 1); the official protocol uses 99.")] = 99,
+    nms: Annotated[bool, typer.Option("--nms/--no-nms", help="Thin each map first with the Structured Edge toolbox's non-maximum suppression (as for HED-style outputs).")] = False,
+    thin: Annotated[bool, typer.Option("--thin/--no-thin", help="Morphologically thin each binarised map, as the official benchmark does.")] = True,
+    max_dist: Annotated[float, typer.Option("--max-dist", help="Matching tolerance as a fraction of the image diagonal.")] = 0.0075,
+    workers: Annotated[int, typer.Option("--workers", help="Processes evaluating images in parallel.")] = 1,
+    quiet: QuietOpt = False,
+) -> None:
+    """BSDS boundary benchmark (ODS / OIS / AP) of any edge detector's maps against BSDS .mat ground truth."""
+    from pixelnet.metrics.edges import BoundaryConfig
+    from pixelnet.metrics.edges_io import evaluate_directory
+
+    config = BoundaryConfig(thresholds=thresholds, max_dist=max_dist, thin=thin)
+    res = evaluate_directory(predictions, ground_truth, out, config, nms=nms, workers=workers, progress=not quiet)
+    typer.echo(
+        f"ODS F={res.ods['f']:.4f} (R={res.ods['recall']:.4f} P={res.ods['precision']:.4f} t={res.ods['threshold']:.4f})  "
+        f"OIS F={res.ois['f']:.4f}  AP={res.ap:.4f}  ({len(res.per_image)} images) → {out}"
+    )
+
+
+from pipeline.bench import bench_app  # noqa: E402  (a sub-app: `pixelnet bench ...`)
+
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:

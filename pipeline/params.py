@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from pixelnet.data.bsds import BsdsConfig
 from pixelnet.data.synthetic import SyntheticConfig
 from pixelnet.data.transforms import AugmentConfig
 from pixelnet.infer import InferConfig
@@ -24,7 +25,7 @@ from pixelnet.model.pixelnet import ModelConfig
 from pixelnet.sampling import STRATEGIES, SamplingConfig
 from pixelnet.train import TrainConfig
 
-DATASETS = ("synthetic",)
+DATASETS = ("synthetic", "bsds500")
 TASK_NAMES = ("edges", "normals", "segmentation")
 
 
@@ -37,7 +38,8 @@ class TaskParams:
     dataset: str = "synthetic"
     consensus: int = 3          # edges: annotators needed for a positive (capped at how many there were)
     loss: str = "l2"            # normals: "l2" (Euclidean on raw outputs, the paper's) or "cosine"
-    clip_grad_norm: float | None = None  # overrides train.clip_grad_norm for this task when set
+    # Overrides of `train` keys for this task only (e.g. more iterations for the regression task).
+    train: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class EvalParams:
     thresholds: int = 99
     max_dist: float = 0.0075
     thin: bool = True
+    nms: bool = False           # edges: the edges toolbox's NMS before thresholding
+    workers: int = 1            # edges: benchmark processes
     grid_images: int = 6
     max_images: int = 0         # 0: the whole test split
 
@@ -56,12 +60,14 @@ class EvalParams:
 class Params:
     datasets: tuple[str, ...]
     synthetic: SyntheticConfig
+    bsds500: BsdsConfig
     shard_size: int
     tasks: dict[str, TaskParams]
     sampling: dict[str, SamplingConfig]   # per task
     images_per_batch: int
     model: ModelConfig
-    train: TrainConfig
+    train: TrainConfig                    # the shared train section
+    task_train: dict[str, TrainConfig]    # per task: train with tasks.<task>.train applied
     augment: AugmentConfig
     evaluate: EvalParams
 
@@ -170,6 +176,7 @@ def parse_params(raw: Any) -> Params:
     if shard_size < 1:
         raise ParamsError(f"data.shard_size: must be >= 1, got {shard_size}")
     synthetic = _make(SyntheticConfig, _fields(SyntheticConfig, data.get("synthetic"), "data.synthetic"), "data.synthetic")
+    bsds500 = _make(BsdsConfig, _fields(BsdsConfig, data.get("bsds500"), "data.bsds500"), "data.bsds500")
 
     tasks_raw = raw.get("tasks") or {}
     if not isinstance(tasks_raw, dict):
@@ -178,13 +185,17 @@ def parse_params(raw: Any) -> Params:
     for name, section in tasks_raw.items():
         if name not in TASK_NAMES:
             raise ParamsError(f"tasks.{name}: unknown task; allowed: {', '.join(TASK_NAMES)}")
+        section = dict(section or {}) if isinstance(section, dict) else section
+        overrides = section.pop("train", None) if isinstance(section, dict) else None
         tp = _make(TaskParams, _fields(TaskParams, section, f"tasks.{name}"), f"tasks.{name}")
+        if overrides is not None:
+            if not isinstance(overrides, dict):
+                raise ParamsError(f"tasks.{name}.train: expected a mapping of train keys, got {overrides!r}")
+            tp = dataclasses.replace(tp, train=tuple(overrides.items()))
         if tp.dataset not in datasets:
             raise ParamsError(f"tasks.{name}.dataset: {tp.dataset!r} is not in datasets {list(datasets)}")
         if tp.consensus < 1:
             raise ParamsError(f"tasks.{name}.consensus: must be >= 1, got {tp.consensus}")
-        if tp.clip_grad_norm is not None and tp.clip_grad_norm < 0:
-            raise ParamsError(f"tasks.{name}.clip_grad_norm: must be >= 0, got {tp.clip_grad_norm}")
         if tp.loss not in ("cosine", "l2"):
             raise ParamsError(f"tasks.{name}.loss: must be 'cosine' or 'l2', got {tp.loss!r}")
         tasks[name] = tp
@@ -216,6 +227,14 @@ def parse_params(raw: Any) -> Params:
         if key not in train_hints:
             raise ParamsError(f"train.{key}: unknown key; allowed under train: {', '.join(train_hints + list(_AUGMENT_KEYS))}")
     train = _make(TrainConfig, _fields(TrainConfig, train_raw, "train"), "train")
+    task_train: dict[str, TrainConfig] = {}
+    for name, tp in tasks.items():
+        prefix = f"tasks.{name}.train"
+        over = dict(tp.train)
+        for key in over:
+            if key in _AUGMENT_KEYS:
+                raise ParamsError(f"{prefix}.{key}: augmentation is shared by all tasks; set train.{key}")
+        task_train[name] = _make(TrainConfig, {**dataclasses.asdict(train), **_fields(TrainConfig, over, prefix)}, prefix)
     augment = _make(AugmentConfig, _fields(AugmentConfig, aug_raw, "train"), "train")
 
     stride = {"conv1_2": 1, "conv2_2": 2, "conv3_3": 4, "conv4_3": 8, "conv5_3": 16, "fc7": 32}
@@ -226,12 +245,15 @@ def parse_params(raw: Any) -> Params:
     evaluate = _make(EvalParams, _fields(EvalParams, raw.get("evaluate"), "evaluate"), "evaluate")
     _make(InferConfig, {"scales": evaluate.scales, "flip": evaluate.flip, "chunk_pixels": evaluate.chunk_pixels}, "evaluate")
     _make(BoundaryConfig, {"thresholds": evaluate.thresholds, "max_dist": evaluate.max_dist, "thin": evaluate.thin}, "evaluate")
+    if evaluate.workers < 1:
+        raise ParamsError(f"evaluate.workers: must be >= 1, got {evaluate.workers}")
     if evaluate.grid_images < 0 or evaluate.max_images < 0:
         raise ParamsError("evaluate.grid_images and evaluate.max_images must be >= 0")
 
     return Params(
-        datasets=datasets, synthetic=synthetic, shard_size=shard_size, tasks=tasks, sampling=sampling,
-        images_per_batch=images_per_batch, model=model, train=train, augment=augment, evaluate=evaluate,
+        datasets=datasets, synthetic=synthetic, bsds500=bsds500, shard_size=shard_size, tasks=tasks, sampling=sampling,
+        images_per_batch=images_per_batch, model=model, train=train, task_train=task_train, augment=augment,
+        evaluate=evaluate,
     )
 
 

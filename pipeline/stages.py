@@ -6,10 +6,10 @@ the previous output (or nothing) behind, never half of a new one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +18,11 @@ from tqdm import tqdm
 
 from pipeline.params import Params
 from pixelnet.atomic import atomic_dir
-from pixelnet.data import synthetic
+from pixelnet.data import bsds, fetch, synthetic
 from pixelnet.data.loader import PixelBatches, batch_loader, load_indices
 from pixelnet.data.shards import Record, read_manifest, read_shards, shard_paths, write_shards
 from pixelnet.infer import predict
+from pixelnet.metrics.edges_io import write_official
 from pixelnet.metrics.edges import plot_pr
 from pixelnet.metrics.normals import plot_error_cdf
 from pixelnet.metrics.segmentation import plot_confusion
@@ -45,7 +46,8 @@ def make_task(name: str, params: Params, shard_dir: Path | None = None):
     if tp is None:
         raise ValueError(f"tasks.{name}: not configured in params.yaml")
     if name == "edges":
-        return TASKS[name](consensus=tp.consensus, boundary=params.boundary)
+        return TASKS[name](consensus=tp.consensus, boundary=params.boundary,
+                           nms=params.evaluate.nms, workers=params.evaluate.workers)
     if name == "normals":
         return TASKS[name](loss_kind=tp.loss)
     if shard_dir is None:
@@ -58,23 +60,62 @@ def make_task(name: str, params: Params, shard_dir: Path | None = None):
 def download(dataset: str, params: Params, out: Path) -> dict:
     if dataset == "synthetic":
         return synthetic.write_raw(params.synthetic, out)
+    if dataset == "bsds500":
+        cfg = params.bsds500
+        for key, location in (("source", cfg.source), ("hed_archive", cfg.hed_archive)):
+            if location is not None and not fetch.is_url(location) and not Path(location).exists():
+                hint = "; set it to null to download data.bsds500.url" if key == "source" else ""
+                raise FileNotFoundError(f"data.bsds500.{key}: {location} does not exist (relative to {Path.cwd()}){hint}")
+        return bsds.install(cfg, out)
     raise ValueError(f"datasets: no downloader for {dataset!r}")
 
 
-def _raw_records(dataset: str, raw: Path, split: str) -> Iterator[Record]:
+def _bsds_use_hed(params: Params, raw: Path, info: dict) -> bool:
+    if params.bsds500.hed_archive is not None and not info.get("hed"):
+        raise ValueError(f"data.bsds500.hed_archive is set but {raw} holds no HED-BSDS pairs (re-run download)")
+    return params.bsds500.hed_archive is not None
+
+
+def _shard_counts(dataset: str, params: Params, raw: Path, info: dict) -> dict[str, int]:
+    """Images per output split: the raw splits as they are, or BSDS500's train (train_splits or HED) and test."""
+    if dataset != "bsds500":
+        return {s: int(n) for s, n in info["counts"].items()}
+    train_splits = params.bsds500.train_splits
+    if _bsds_use_hed(params, raw, info):
+        train = bsds.hed_pair_count(raw, bsds.split_ids(raw, train_splits))
+    else:
+        train = sum(int(info["counts"][s]) for s in train_splits)
+    return {"train": train, "test": int(info["counts"]["test"])}
+
+
+def _raw_records(dataset: str, params: Params, raw: Path, info: dict, split: str) -> Iterator[Record]:
     if dataset == "synthetic":
         for key, arrays in synthetic.read_raw(raw, split):
             yield {"key": key, **arrays, "meta": {"annotators": 1, "dataset": dataset, "split": split}}
+        return
+    if dataset == "bsds500":
+        train_splits = params.bsds500.train_splits
+        if split == "test":
+            yield from bsds.read_split(raw, "test")
+        elif _bsds_use_hed(params, raw, info):
+            yield from bsds.read_hed(raw, bsds.annotator_counts(raw, train_splits))
+        else:
+            yield from chain.from_iterable(bsds.read_split(raw, s) for s in train_splits)
         return
     raise ValueError(f"datasets: no reader for {dataset!r}")
 
 
 def shard(dataset: str, params: Params, raw: Path, out: Path) -> dict:
-    if dataset != "synthetic":
+    if dataset not in ("synthetic", "bsds500"):
         raise ValueError(f"datasets: no reader for {dataset!r}")
-    info = json.loads((Path(raw) / "dataset.json").read_text())
-    splits = {s: tqdm(_raw_records(dataset, raw, s), desc=f"shard {s}", total=info["counts"][s], unit="img")
-              for s in info["counts"]}
+    path = Path(raw) / "dataset.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (run the download stage for {dataset} first)")
+    info = json.loads(path.read_text())
+    if info.get("name", dataset) != dataset:
+        raise ValueError(f"{path}: holds {info.get('name')!r}, not {dataset!r}")
+    splits = {s: tqdm(_raw_records(dataset, params, raw, info, s), desc=f"shard {s}", total=n, unit="img")
+              for s, n in _shard_counts(dataset, params, raw, info).items()}
     return write_shards(splits, out, dataset, list(info["classes"]), params.shard_size)
 
 
@@ -112,10 +153,7 @@ def sample(task_name: str, params: Params, shards: Path, out: Path) -> dict:
 
 def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out: Path, log: Path, progress: bool = True) -> dict:
     task = make_task(task_name, params, shards)
-    cfg = params.train
-    override = params.tasks[task_name].clip_grad_norm
-    if override is not None:
-        cfg = dataclasses.replace(cfg, clip_grad_norm=override)
+    cfg = params.task_train[task_name]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -170,7 +208,9 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
     picture_grid(grid, ["input", "ground truth", "PixelNet", baseline.name], labels, out / "predictions.png",
                  title=f"{task_name} on {manifest['dataset']} {test_split}")
     if task_name == "edges":
-        plot_pr({"PixelNet": meters["model"].result(), baseline.name: meters["baseline"].result()}, out / "pr_curve.png")
+        result = meters["model"].result()
+        plot_pr({"PixelNet": result, baseline.name: meters["baseline"].result()}, out / "pr_curve.png")
+        write_official(result, out)  # eval_bdry*.txt as the official benchmark (and evaluate-edges) write them
     if task_name == "normals":
         plot_error_cdf({"PixelNet": meters["model"].inner.errors(), baseline.name: meters["baseline"].inner.errors()},
                        out / "angular_error.png")

@@ -21,7 +21,7 @@ TINY_PARAMS = {
     },
     "tasks": {
         "edges": {"dataset": "synthetic", "consensus": 3},
-        "normals": {"dataset": "synthetic", "loss": "cosine", "clip_grad_norm": 1.0},
+        "normals": {"dataset": "synthetic", "loss": "cosine", "train": {"clip_grad_norm": 1.0}},
         "segmentation": {"dataset": "synthetic"},
     },
     "sampling": {

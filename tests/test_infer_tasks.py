@@ -75,3 +75,33 @@ def test_normals_loss_is_zero_for_exact_and_ignores_invalid():
     assert NormalsTask(loss_kind="cosine").loss(torch.tensor([[0.0, 0.0, 3.0], [1.0, 0.0, 0.0]]), gt, torch.ones(2)) < 1e-6
     assert NormalsTask(loss_kind="l2").loss(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), gt, torch.ones(2)) < 1e-6
     assert NormalsTask(loss_kind="l2").loss(torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 0.0]]), gt, torch.ones(2)) > 1
+
+
+def _edge_records(n: int) -> list[dict]:
+    rng = np.random.default_rng(3)
+    records = []
+    for i in range(n):
+        boundaries = rng.random((2, 24, 30)) > 0.9  # (A, H, W) two annotators
+        records.append({"key": f"im{i}", "edge": boundaries.sum(0).astype(np.uint8), "boundaries": boundaries,
+                        "meta": {"annotators": 2}})
+    return records
+
+
+def test_edge_meter_pool_and_nms_use_the_benchmark_core():
+    from pixelnet.metrics.edges import BoundaryConfig, image_counts
+    from pixelnet.metrics.nms import edge_nms
+    from pixelnet.tasks.edges import annotations
+
+    config = BoundaryConfig(thresholds=9)
+    records = _edge_records(3)
+    preds = [np.random.default_rng(i).random((24, 30)) for i in range(3)]
+    serial, pooled, nms = (EdgesTask(boundary=config, nms=n, workers=w).meter() for n, w in ((0, 1), (0, 2), (1, 1)))
+    for pred, record in zip(preds, records):
+        for meter in (serial, pooled, nms):
+            meter.update(pred, record)
+    assert serial.compute() == pooled.compute()
+    # NMS is applied before counting: the same figures as doing it by hand
+    by_hand = [image_counts(edge_nms(p), annotations(r), config) for p, r in zip(preds, records)]
+    nms.result()
+    assert all(np.array_equal(a, b) for a, b in zip(nms._pending, by_hand))
+    assert not all(np.array_equal(a, b) for a, b in zip(serial._pending, by_hand))

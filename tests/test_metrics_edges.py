@@ -1,5 +1,6 @@
-"""BSDS boundary benchmark: hand-built cases, the matcher against its SciPy twin, and the
-official benchmark's own test case (test_2: png soft maps, 5 thresholds)."""
+"""BSDS boundary benchmark: hand-built cases, the matcher against its SciPy twin, the Numba
+thinning and per-threshold kernel against skimage and the NumPy path, and the official
+benchmark's own test case (test_2: png soft maps, 5 thresholds)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
+from skimage.morphology import thin as sk_thin
 
-from pixelnet.metrics import edges as E
+from pixelnet.metrics import matching as M
+from pixelnet.metrics import thinning as T
 from pixelnet.metrics.edges import (
     BoundaryConfig,
     collect,
@@ -99,14 +103,14 @@ def test_matcher_is_min_cost_max_cardinality(seed: int) -> None:
         a = rng.random((h, w)) < rng.uniform(0.02, 0.5)
         b = rng.random((h, w)) < rng.uniform(0.02, 0.5)
         radius = rng.uniform(0.0, 3.0)
-        offsets, pad = E._offsets(radius), math.ceil(radius)
+        offsets, pad = M.offsets(radius), math.ceil(radius)
         py, px = np.nonzero(a)
-        gt_ids = E._id_map(b, pad)
-        _, n_ref, cost_ref = E._correspond_reference(py, px, gt_ids, int(b.sum()), offsets, pad)
-        rows, cols, cost = E._candidate_pairs(py, px, gt_ids, offsets, pad)
+        gt_ids = M._id_map(b, pad)
+        _, n_ref, cost_ref = M._correspond_reference(py, px, gt_ids, int(b.sum()), offsets, pad)
+        rows, cols, cost = M._candidate_pairs(py, px, gt_ids, offsets, pad)
         indptr = np.zeros(py.size + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=py.size), out=indptr[1:])
-        match = E._min_cost_max_matching(indptr, cols, cost, int(b.sum()))  # (N,)
+        match = M._min_cost_max_matching(indptr, cols, cost, int(b.sum()))  # (N,)
         hit = np.flatnonzero(match >= 0)
         assert np.unique(match[hit]).size == hit.size  # one-to-one
         pair_cost = {(int(r), int(c)): int(w) for r, c, w in zip(rows, cols, cost)}
@@ -114,8 +118,122 @@ def test_matcher_is_min_cost_max_cardinality(seed: int) -> None:
         assert hit.size == n_ref
         assert sum(pair_cost[int(i), int(match[i])] for i in hit) == cost_ref
         # The transposed path (more predicted than gt pixels) agrees on the count.
-        matched, n = E._correspond(py, px, gt_ids, int(b.sum()), offsets, pad)
+        matched, n = M._correspond(py, px, gt_ids, int(b.sum()), offsets, pad)
         assert n == n_ref and matched.sum() == n_ref
+
+
+def _random_maps(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Binary maps from speckle to thick blobs, touching the border, plus empty and full."""
+    maps = [np.zeros((7, 9), bool), np.ones((7, 9), bool), np.ones((1, 5), bool)]
+    for _ in range(n):
+        h, w = rng.integers(1, 60, size=2)
+        field = ndi.gaussian_filter(rng.random((h, w)), rng.uniform(0.0, 4.0))
+        maps.append(field >= np.quantile(field, rng.uniform(0.05, 0.95)))
+    return maps
+
+
+def test_thin_tables_are_skimages() -> None:
+    from skimage.morphology import _skeletonize  # private: skip if skimage moves them
+
+    if not hasattr(_skeletonize, "G123_LUT"):
+        pytest.skip("skimage no longer exposes its thinning tables")
+    np.testing.assert_array_equal(T._LUT1, _skeletonize.G123_LUT.astype(bool))
+    np.testing.assert_array_equal(T._LUT2, _skeletonize.G123P_LUT.astype(bool))
+    four_on = (np.arange(256) & T._FOUR) == T._FOUR  # the kernel never visits these
+    assert not T._LUT1[four_on].any() and not T._LUT2[four_on].any()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_numba_thin_equals_skimage(seed: int) -> None:
+    for raw in _random_maps(np.random.default_rng(seed), 60):
+        np.testing.assert_array_equal(T.thin(raw), sk_thin(raw))
+
+
+def test_numba_thin_on_shapes() -> None:
+    square = np.zeros((7, 7), bool)
+    square[1:-1, 2:-2] = True
+    square[0, 1] = True
+    np.testing.assert_array_equal(T.thin(square), sk_thin(square))  # skimage's docstring case
+    disk = np.hypot(*np.mgrid[-40:41, -40:41]) <= 38  # many iterations
+    np.testing.assert_array_equal(T.thin(disk), sk_thin(disk))
+    assert T.thin(disk).sum() < 10
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_neighbour_lists_are_candidate_pairs(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        h, w = rng.integers(1, 30, size=2)
+        gt = rng.random((h, w)) < rng.uniform(0.0, 0.4)
+        radius = rng.uniform(0.0, 4.5)
+        (dy, dx, cost), pad = M.offsets(radius), math.ceil(radius)
+        ptr = np.empty(h * w + 1, np.int64)
+        ids, costs = M.neighbour_lists(gt, dy, dx, cost, ptr)
+        py, px = np.divmod(np.arange(h * w), w)  # every pixel, row-major
+        rows, cols, pair_cost = M._candidate_pairs(py, px, M._id_map(gt, pad), (dy, dx, cost), pad)
+        np.testing.assert_array_equal(np.diff(ptr), np.bincount(rows, minlength=h * w))
+        np.testing.assert_array_equal(ids, cols)
+        np.testing.assert_array_equal(costs, pair_cost)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_threshold_kernel_equals_numpy_path(seed: int) -> None:
+    """`threshold_counts` against `_correspond` per annotator, with either side the larger."""
+    rng = np.random.default_rng(seed)
+    for _ in range(15):
+        h, w = rng.integers(5, 40, size=2)
+        bmap = rng.random((h, w)) < rng.uniform(0.0, 0.5)
+        anns = [rng.random((h, w)) < rng.uniform(0.0, 0.5) for _ in range(rng.integers(1, 5))]
+        radius = rng.uniform(0.5, 3.0)
+        offsets, pad = M.offsets(radius), math.ceil(radius)
+        py, px = np.nonzero(bmap)
+        hit, cnt_r = np.zeros(py.size, bool), 0
+        for gt in anns:
+            matched, n = M._correspond(py, px, M._id_map(gt, pad), int(gt.sum()), offsets, pad)
+            hit |= matched
+            cnt_r += n
+        ptr = np.empty((len(anns), h * w + 1), np.int64)
+        ids, costs = [], []
+        for a, gt in enumerate(anns):
+            i, c = M.neighbour_lists(gt, *offsets, ptr[a])
+            ptr[a] += sum(x.size for x in ids)
+            ids.append(i)
+            costs.append(c)
+        n_gts = np.array([gt.sum() for gt in anns], np.int64)
+        got = M.threshold_counts(bmap, ptr, np.concatenate(ids), np.concatenate(costs), n_gts)
+        assert got == (cnt_r, int(hit.sum()), py.size)
+
+
+def _image_counts_reference(pred: np.ndarray, annotations: list, config: BoundaryConfig) -> np.ndarray:
+    """The straightforward loop: skimage thinning and `_correspond` at every threshold."""
+    radius = config.max_dist * math.hypot(*pred.shape)
+    offsets, pad = M.offsets(radius), math.ceil(radius)
+    gts = [(M._id_map(a, pad), int(a.sum())) for a in annotations]
+    rows = []
+    for thr in thresholds_for(config.thresholds):
+        bmap = sk_thin(pred >= thr) if config.thin else pred >= thr
+        py, px = np.nonzero(bmap)
+        hit, cnt_r = np.zeros(py.size, bool), 0
+        for gt_ids, n_gt in gts:
+            matched, n = M._correspond(py, px, gt_ids, n_gt, offsets, pad)
+            hit |= matched
+            cnt_r += n
+        rows.append((cnt_r, sum(n for _, n in gts), int(hit.sum()), py.size))
+    return np.array(rows, dtype=np.int64)
+
+
+@pytest.mark.parametrize("thin", [True, False])
+def test_image_counts_equals_reference_loop(thin: bool) -> None:
+    rng = np.random.default_rng(7)
+    for quantise in (True, False):
+        pred = ndi.gaussian_filter(rng.random((70, 90)), 1.5)
+        pred = (pred - pred.min()) / (pred.max() - pred.min())
+        if quantise:  # 8-bit levels: repeated maps between neighbouring thresholds
+            pred = np.round(pred * 15) / 15
+        anns = [ndi.gaussian_filter(rng.random((70, 90)), 2.0) > 0.56 for _ in range(3)]
+        anns = [sk_thin(a ^ ndi.binary_erosion(a)) for a in anns]  # outlines, as annotators draw
+        cfg = BoundaryConfig(thresholds=25, thin=thin)
+        np.testing.assert_array_equal(image_counts(pred, anns, cfg), _image_counts_reference(pred, anns, cfg))
 
 
 def test_collect_interpolates_between_thresholds() -> None:

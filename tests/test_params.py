@@ -42,6 +42,13 @@ def _set(d: dict, dotted: str, value) -> dict:
         ("evaluate.scales", [], "evaluate.scales"),
         ("train.scale", [1.2, 0.8], "train.scale"),
         ("train.crop", 16, "train.crop"),  # fc7 is tapped: stride 32
+        ("train.rotate", 200, "train.rotate must be in"),
+        ("train.rotate", "some", "train.rotate: expected float"),
+        ("tasks.normals.train", {"iteratons": 5}, "tasks.normals.train.iteratons: unknown key"),
+        ("tasks.normals.train", {"lr": "high"}, "tasks.normals.train.lr: expected float"),
+        ("tasks.normals.train", {"lr_steps": [5, 2]}, "tasks.normals.train.lr_steps"),
+        ("tasks.normals.train", {"crop": 64}, "tasks.normals.train.crop: augmentation is shared"),
+        ("tasks.normals.train", 5, "tasks.normals.train: expected a mapping"),
     ],
 )
 def test_bad_values_name_the_key(tiny_params_dict, dotted, value, message):
@@ -53,3 +60,13 @@ def test_unknown_section(tiny_params_dict):
     tiny_params_dict["trian"] = {}
     with pytest.raises(ParamsError, match="trian: unknown section"):
         parse_params(tiny_params_dict)
+
+
+def test_task_train_overrides_apply_to_that_task_only(tiny_params_dict):
+    tiny_params_dict["tasks"]["normals"]["train"] = {"iterations": 7, "lr_steps": [5]}
+    params = parse_params(tiny_params_dict)
+    assert params.task_train["normals"].iterations == 7
+    assert params.task_train["normals"].lr_steps == (5,)
+    assert params.task_train["edges"].iterations == params.train.iterations
+    assert params.task_train["edges"].lr_steps == params.train.lr_steps
+    assert params.task_train["normals"].lr == params.train.lr  # not overridden: inherited

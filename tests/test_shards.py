@@ -22,12 +22,21 @@ def _record(i: int, h: int = 12, w: int = 16) -> dict:
     }
 
 
+def _with_boundaries(record: dict, annotators: int) -> dict:
+    """Every annotator's map (odd sizes, so the packed bits end mid-byte) and their count as `edge`."""
+    h, w = record["image"].shape[:2]
+    boundaries = np.random.default_rng(annotators).random((annotators, h, w)) < 0.2  # (A, H, W)
+    return {**record, "boundaries": boundaries, "edge": boundaries.sum(0, dtype=np.uint8), "meta": {"annotators": annotators}}
+
+
 def test_round_trip_and_manifest(tmp_path):
     records = [_record(i) for i in range(5)]
+    records[1] = _with_boundaries(_record(1, h=13, w=7), annotators=5)
     manifest = write_shards({"train": records, "test": [_record(9)]}, tmp_path / "ds", "toy", ["a", "b", "c"], shard_size=2)
     assert [s["count"] for s in manifest["splits"]["train"]["shards"]] == [2, 2, 1]
-    assert manifest["splits"]["train"]["image_sizes"] == {"12x16": 5}
-    assert sum(manifest["splits"]["train"]["class_histogram"]) == 5 * 12 * 16
+    assert manifest["splits"]["train"]["image_sizes"] == {"12x16": 4, "13x7": 1}
+    assert manifest["splits"]["train"]["fields"] == ["boundaries", "edge", "image", "label", "normal"]
+    assert sum(manifest["splits"]["train"]["class_histogram"]) == 4 * 12 * 16 + 13 * 7
     assert all(len(s["sha256"]) == 64 for s in manifest["splits"]["train"]["shards"])
     assert read_manifest(tmp_path / "ds") == manifest
     back = list(read_shards(shard_paths(tmp_path / "ds", "train")))
@@ -35,7 +44,42 @@ def test_round_trip_and_manifest(tmp_path):
     for a, b in zip(records, back):
         for field in ("image", "label", "normal", "edge"):
             np.testing.assert_array_equal(a[field], b[field])
-        assert b["meta"]["annotators"] == 1 and b["meta"]["height"] == 12
+        assert b["meta"]["annotators"] == a["meta"]["annotators"] and b["meta"]["height"] == a["image"].shape[0]
+        assert ("boundaries" in b) == ("boundaries" in a)
+    assert back[1]["boundaries"].dtype == bool
+    np.testing.assert_array_equal(back[1]["boundaries"], records[1]["boundaries"])
+
+
+def test_jpeg_bytes_are_stored_as_published(tmp_path):
+    import io
+
+    from PIL import Image
+
+    record = _record(0, h=24, w=32)
+    buf = io.BytesIO()
+    Image.fromarray(record["image"]).save(buf, format="JPEG", quality=80)
+    record["image_jpeg"] = buf.getvalue()
+    record["image"] = np.asarray(Image.open(io.BytesIO(record["image_jpeg"])).convert("RGB"))
+    write_shards({"train": [record]}, tmp_path / "ds", "toy", ["a", "b", "c"])
+    with tarfile.open(shard_paths(tmp_path / "ds", "train")[0]) as tar:
+        assert tar.extractfile("s-000.image.jpg").read() == record["image_jpeg"]
+    (back,) = read_shards(shard_paths(tmp_path / "ds", "train"))
+    np.testing.assert_array_equal(back["image"], record["image"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.update(boundaries=r["boundaries"][:, :5]), r"s-000: boundaries must be \(A, 12, 16\)"),
+        (lambda r: r.update(boundaries=r["boundaries"].astype(np.uint8)), "s-000: boundaries must be .* bool"),
+        (lambda r: r.update(meta={"annotators": 2}), "s-000: meta says 2 annotators, boundaries hold 3"),
+    ],
+)
+def test_bad_boundaries_are_refused(tmp_path, change, message):
+    record = _with_boundaries(_record(0), annotators=3)
+    change(record)
+    with pytest.raises(ShardError, match=message):
+        write_shards({"train": [record]}, tmp_path / "ds", "toy", ["a", "b", "c"])
 
 
 def test_failed_write_leaves_the_old_shards_alone(tmp_path):

@@ -18,7 +18,7 @@ import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pixelnet.data.shards import decode
-from pixelnet.data.transforms import AugmentConfig, augment
+from pixelnet.data.transforms import AugmentConfig, Augmented, augment
 from pixelnet.tasks.base import Task
 
 
@@ -39,6 +39,15 @@ class Batch:
             self.weight.to(device, non_blocking=nb),
             self.keys,
         )
+
+
+def move_targets(task: Task, targets: np.ndarray, aug: Augmented) -> np.ndarray:
+    """Targets as the augmented image shows them: rotated, then flipped, in the order augment applies."""
+    if aug.rotation:
+        targets = task.rotate_targets(targets, aug.rotation)
+    if aug.flipped:
+        targets = task.flip_targets(targets)
+    return targets
 
 
 def load_indices(path: Path) -> dict[str, np.ndarray]:
@@ -87,8 +96,7 @@ class PixelBatches(IterableDataset):
             idx = draws[epoch % len(draws)]
             targets = self.task.gather(record, idx)
             aug = augment(record["image"], idx, self.augment_config, rng)
-            if aug.flipped:
-                targets = self.task.flip_targets(targets)
+            targets = move_targets(self.task, targets, aug)
             yield {"key": key, "image": aug.image, "coords": aug.coords, "targets": targets, "weight": aug.inside}
 
     def __iter__(self) -> Iterator[Batch]:

@@ -2,15 +2,18 @@
 
 A sample is a dict ``Record`` with a ``key`` and any of these fields:
 
-====== ======================== ======================================================
-field  member in the tar        array
-====== ======================== ======================================================
-image  ``<key>.image.png|jpg``  (H, W, 3) uint8 RGB
-label  ``<key>.label.png``      (H, W) uint8 class id, 255 = ignore
-normal ``<key>.normal.npy``     (H, W, 3) float32 unit vectors, (0, 0, 0) = invalid
-edge   ``<key>.edge.png``       (H, W) uint8: how many annotators marked a boundary here
-meta   ``<key>.meta.json``      {"height", "width", "annotators", "dataset", "split"}
-====== ======================== ======================================================
+========== ============================ ==================================================
+field      member in the tar            array
+========== ============================ ==================================================
+image      ``<key>.image.png|jpg``      (H, W, 3) uint8 RGB (a record's ``image_jpeg``
+                                        bytes are stored as published, else PNG)
+label      ``<key>.label.png``          (H, W) uint8 class id, 255 = ignore
+normal     ``<key>.normal.npy``         (H, W, 3) float32 unit vectors, (0, 0, 0) = invalid
+edge       ``<key>.edge.png``           (H, W) uint8: how many annotators marked a boundary
+boundaries ``<key>.boundaries.npz``     (A, H, W) bool: every annotator's boundary map, for
+                                        the benchmark (``bits`` = np.packbits, ``shape``)
+meta       ``<key>.meta.json``          {"height", "width", "annotators", "dataset", "split"}
+========== ============================ ==================================================
 
 ``shard/<split>-NNNNNN.tar`` files sit beside ``manifest.json`` (counts, image sizes, class
 histogram, per-shard SHA-256). Writing goes to a temporary folder renamed into place at the end,
@@ -22,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,7 +39,7 @@ from pixelnet.atomic import atomic_dir
 
 Record = dict[str, Any]
 
-FIELDS = ("image", "label", "normal", "edge")
+FIELDS = ("image", "label", "normal", "edge", "boundaries")
 
 
 class ShardError(ValueError):
@@ -52,6 +56,22 @@ def _npy(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return buf.getvalue()
+
+
+def _packed(array: np.ndarray) -> bytes:
+    """(A, H, W) bool -> npz of its packed bits and shape: 1 bit a pixel, then deflated (maps are sparse)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, bits=np.packbits(array, axis=None), shape=np.asarray(array.shape, dtype=np.int64))
+    return buf.getvalue()
+
+
+def _unpacked(raw: bytes) -> np.ndarray:
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        bits, shape = npz["bits"], tuple(int(n) for n in npz["shape"])
+    size = int(np.prod(shape))
+    if len(shape) != 3 or bits.dtype != np.uint8 or len(bits) != (size + 7) // 8:
+        raise ValueError(f"boundaries: {len(bits)} packed bytes do not hold shape {shape}")
+    return np.unpackbits(bits, count=size).astype(bool).reshape(shape)  # (A, H, W)
 
 
 def encode(record: Record) -> dict[str, Any]:
@@ -74,6 +94,14 @@ def encode(record: Record) -> dict[str, Any]:
         if arr.shape != (h, w, 3):
             raise ShardError(f"{key}: normal must be ({h}, {w}, 3), got {arr.shape}")
         sample["normal.npy"] = _npy(arr.astype(np.float32))
+    if "boundaries" in record:
+        arr = record["boundaries"]
+        if arr.ndim != 3 or arr.shape[1:] != (h, w) or arr.dtype != np.bool_ or len(arr) == 0:
+            raise ShardError(f"{key}: boundaries must be (A, {h}, {w}) bool with A >= 1, got {arr.shape} {arr.dtype}")
+        annotators = record.get("meta", {}).get("annotators", len(arr))
+        if annotators != len(arr):
+            raise ShardError(f"{key}: meta says {annotators} annotators, boundaries hold {len(arr)}")
+        sample["boundaries.npz"] = _packed(arr)
     meta = {"height": h, "width": w, **record.get("meta", {})}
     sample["meta.json"] = json.dumps(meta).encode()
     return sample
@@ -94,14 +122,18 @@ def decode(sample: dict[str, Any], source: str = "") -> Record:
                 record[name] = np.asarray(Image.open(io.BytesIO(sample[f"{name}.png"])))
         if "normal.npy" in sample:
             record["normal"] = np.load(io.BytesIO(sample["normal.npy"]), allow_pickle=False)
+        if "boundaries.npz" in sample:
+            record["boundaries"] = _unpacked(sample["boundaries.npz"])
     except ShardError:
         raise
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, zipfile.BadZipFile) as err:
         raise ShardError(f"{where}: cannot decode sample ({err})") from err
     h, w = record["image"].shape[:2]
     for name in ("label", "edge", "normal"):
         if name in record and record[name].shape[:2] != (h, w):
             raise ShardError(f"{where}: {name} is {record[name].shape[:2]}, image is {(h, w)}")
+    if "boundaries" in record and record["boundaries"].shape[1:] != (h, w):
+        raise ShardError(f"{where}: boundaries are {record['boundaries'].shape[1:]}, image is {(h, w)}")
     return record
 
 

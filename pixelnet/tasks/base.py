@@ -35,6 +35,8 @@ class Task(Protocol):
         """Targets at flat pixel indices, (N, ...) as the loss wants them."""
     def flip_targets(self, targets: np.ndarray) -> np.ndarray:
         """Targets after a horizontal flip of the image (normals negate x)."""
+    def rotate_targets(self, targets: np.ndarray, degrees: float) -> np.ndarray:
+        """Targets after rotating the image `degrees` counter-clockwise as displayed (normals turn x, y)."""
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Scalar loss from (M, K) outputs, (M, ...) targets and (M,) 0/1 weights."""
     def activate(self, outputs: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from pixelnet.data.shards import Record
-from pixelnet.metrics.edges import BoundaryConfig, collect, image_counts
+from pixelnet.metrics.edges import BoundaryConfig, BoundaryResult, collect, image_counts, thresholds_for
+from pixelnet.metrics.nms import edge_nms
 
 
 def positives(record: Record, consensus: int) -> np.ndarray:
@@ -26,17 +27,44 @@ def annotations(record: Record) -> list[np.ndarray]:
     return [record["edge"] > 0]
 
 
+def _counts(pred: np.ndarray, annotations: list[np.ndarray], config: BoundaryConfig, nms: bool) -> np.ndarray:
+    """One image's benchmark counts, optionally after the edges toolbox's NMS (module level: picklable)."""
+    return image_counts(edge_nms(pred) if nms else pred, annotations, config)
+
+
 class EdgeMeter:
-    def __init__(self, config: BoundaryConfig) -> None:
+    """The BSDS benchmark over a stream of (prediction, record): the same `image_counts` and `collect`
+    as `pixelnet evaluate-edges`. With workers > 1 the counts run in a process pool while the caller
+    goes on predicting the next image."""
+
+    def __init__(self, config: BoundaryConfig, nms: bool = False, workers: int = 1) -> None:
         self.config = config
-        self.counts: list[np.ndarray] = []
+        self.nms = nms
+        self.workers = workers
+        self.keys: list[str] = []
+        self._pending: list = []  # np.ndarray or AsyncResult, in update order
+        self._pool = None
 
     def update(self, prediction: np.ndarray, record: Record) -> None:
-        self.counts.append(image_counts(prediction, annotations(record), self.config))
+        args = (np.asarray(prediction, dtype=np.float64), annotations(record), self.config, self.nms)
+        self.keys.append(str(record.get("key", len(self.keys))))
+        if self.workers <= 1:
+            self._pending.append(_counts(*args))
+            return
+        if self._pool is None:
+            import multiprocessing
 
-    def result(self):
-        thresholds = np.linspace(1 / (self.config.thresholds + 1), 1 - 1 / (self.config.thresholds + 1), self.config.thresholds)
-        return collect(self.counts, thresholds)
+            self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+        self._pending.append(self._pool.apply_async(_counts, args))
+
+    def result(self) -> BoundaryResult:
+        counts = [c if isinstance(c, np.ndarray) else c.get() for c in self._pending]
+        self._pending = counts
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+        return collect(counts, thresholds_for(self.config.thresholds))
 
     def compute(self) -> dict[str, float]:
         r = self.result()
@@ -61,6 +89,8 @@ class SobelBaseline:
 class EdgesTask:
     consensus: int = 3
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
+    nms: bool = False    # the edges toolbox's non-maximum suppression before thresholding
+    workers: int = 1     # benchmark processes
     name: str = "edges"
     field: str = "edge"
     out_channels: int = 1
@@ -72,6 +102,9 @@ class EdgesTask:
         return positives(record, self.consensus).ravel()[indices].astype(np.float32)  # (N,)
 
     def flip_targets(self, targets: np.ndarray) -> np.ndarray:
+        return targets
+
+    def rotate_targets(self, targets: np.ndarray, degrees: float) -> np.ndarray:
         return targets
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -91,7 +124,7 @@ class EdgesTask:
         return activated[..., 0]  # (H, W) edge probability
 
     def meter(self) -> EdgeMeter:
-        return EdgeMeter(self.boundary)
+        return EdgeMeter(self.boundary, self.nms, self.workers)
 
     def baseline(self) -> SobelBaseline:
         return SobelBaseline()

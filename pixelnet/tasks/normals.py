@@ -70,6 +70,14 @@ class NormalsTask:
         out[..., 0] = -out[..., 0]
         return out
 
+    def rotate_targets(self, targets: np.ndarray, degrees: float) -> np.ndarray:
+        # Camera frame: x right, y up, so a counter-clockwise turn of the picture turns (x, y) the same way.
+        c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+        out = targets.copy()
+        out[..., 0] = c * targets[..., 0] - s * targets[..., 1]
+        out[..., 1] = s * targets[..., 0] + c * targets[..., 1]
+        return out
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         w = weight * (targets.abs().sum(dim=1) > 0)
         if self.loss_kind == "l2":

@@ -80,6 +80,9 @@ class SegmentationTask:
     def flip_targets(self, targets: np.ndarray) -> np.ndarray:
         return targets
 
+    def rotate_targets(self, targets: np.ndarray, degrees: float) -> np.ndarray:
+        return targets
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(outputs, targets, ignore_index=IGNORE, reduction="none")  # (M,)
         w = weight * (targets != IGNORE)
