@@ -222,6 +222,12 @@ def load_pair(pair: ImagePair) -> tuple[np.ndarray, list[np.ndarray]]:
     return pred, annotations
 
 
+def counts_with_nms(pred: np.ndarray, annotations: list[np.ndarray], config: BoundaryConfig, nms: bool) -> np.ndarray:
+    """One image's (T, 4) benchmark counts, after the edges toolbox's NMS when `nms` (module level: picklable).
+    The one place both `evaluate-edges` and the `evaluate` stage turn a soft map into counts."""
+    return image_counts(edge_nms(pred) if nms else pred, annotations, config)
+
+
 @dataclass(frozen=True)
 class _Job:
     pair: ImagePair
@@ -232,9 +238,7 @@ class _Job:
 def _job_counts(job: _Job) -> np.ndarray:
     """(T, 4) counts of one image; module-level so that a worker process can run it."""
     pred, annotations = load_pair(job.pair)
-    if job.nms:
-        pred = edge_nms(pred)
-    return image_counts(pred, annotations, job.config)
+    return counts_with_nms(pred, annotations, job.config, job.nms)
 
 
 def _all_counts(jobs: list[_Job], workers: int, progress: bool) -> list[np.ndarray]:

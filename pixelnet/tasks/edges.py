@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from pixelnet.data.shards import Record
-from pixelnet.metrics.edges import BoundaryConfig, BoundaryResult, collect, image_counts, thresholds_for
-from pixelnet.metrics.nms import edge_nms
+from pixelnet.metrics.edges import BoundaryConfig, BoundaryResult, collect, thresholds_for
+from pixelnet.metrics.edges_io import counts_with_nms
 
 
 def positives(record: Record, consensus: int) -> np.ndarray:
@@ -25,11 +25,6 @@ def annotations(record: Record) -> list[np.ndarray]:
     if "boundaries" in record:
         return [b.astype(bool) for b in record["boundaries"]]
     return [record["edge"] > 0]
-
-
-def _counts(pred: np.ndarray, annotations: list[np.ndarray], config: BoundaryConfig, nms: bool) -> np.ndarray:
-    """One image's benchmark counts, optionally after the edges toolbox's NMS (module level: picklable)."""
-    return image_counts(edge_nms(pred) if nms else pred, annotations, config)
 
 
 class EdgeMeter:
@@ -49,13 +44,13 @@ class EdgeMeter:
         args = (np.asarray(prediction, dtype=np.float64), annotations(record), self.config, self.nms)
         self.keys.append(str(record.get("key", len(self.keys))))
         if self.workers <= 1:
-            self._pending.append(_counts(*args))
+            self._pending.append(counts_with_nms(*args))
             return
         if self._pool is None:
             import multiprocessing
 
             self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
-        self._pending.append(self._pool.apply_async(_counts, args))
+        self._pending.append(self._pool.apply_async(counts_with_nms, args))
 
     def result(self) -> BoundaryResult:
         counts = [c if isinstance(c, np.ndarray) else c.get() for c in self._pending]
