@@ -50,6 +50,18 @@ def test_round_trip_and_manifest(tmp_path):
     np.testing.assert_array_equal(back[1]["boundaries"], records[1]["boundaries"])
 
 
+def test_the_same_records_give_byte_identical_shards(tmp_path, monkeypatch):
+    """DVC hashes shard bytes: a re-run must not change them (no wall-clock mtimes in the tars)."""
+    import time
+
+    digests = []
+    for run, clock in enumerate((1_000_000_000.0, 1_900_000_000.0)):
+        monkeypatch.setattr(time, "time", lambda clock=clock: clock)
+        manifest = write_shards({"train": [_record(i) for i in range(3)]}, tmp_path / str(run), "toy", ["a", "b", "c"], shard_size=2)
+        digests.append([s["sha256"] for s in manifest["splits"]["train"]["shards"]])
+    assert digests[0] == digests[1]
+
+
 def test_jpeg_bytes_are_stored_as_published(tmp_path):
     import io
 

@@ -183,7 +183,7 @@ def _write_split(records: Iterable[Record], folder: Path, split: str, num_classe
                 writer.close()
             name = f"{split}-{len(shards):06d}.tar"
             shards.append({"name": name, "count": 0})
-            writer = wds.TarWriter(str(folder / name))
+            writer = wds.TarWriter(str(folder / name), mtime=0)  # fixed mtime: the same records give the same bytes
         writer.write(encode(record))
         shards[-1]["count"] += 1
         count += 1
