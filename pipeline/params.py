@@ -22,6 +22,7 @@ from pixelnet.data.transforms import AugmentConfig
 from pixelnet.infer import InferConfig
 from pixelnet.metrics.edges import BoundaryConfig
 from pixelnet.model.pixelnet import ModelConfig
+from pixelnet.model.trunk import STRIDES
 from pixelnet.sampling import STRATEGIES, SamplingConfig
 from pixelnet.train import TrainConfig
 
@@ -237,8 +238,7 @@ def parse_params(raw: Any) -> Params:
         task_train[name] = _make(TrainConfig, {**dataclasses.asdict(train), **_fields(TrainConfig, over, prefix)}, prefix)
     augment = _make(AugmentConfig, _fields(AugmentConfig, aug_raw, "train"), "train")
 
-    stride = {"conv1_2": 1, "conv2_2": 2, "conv3_3": 4, "conv4_3": 8, "conv5_3": 16, "fc7": 32}
-    deepest = max(stride[layer] for layer in model.layers)
+    deepest = max(STRIDES[layer] for layer in model.layers)
     if augment.crop < deepest:
         raise ParamsError(f"train.crop: {augment.crop} px is smaller than the stride {deepest} of the deepest tap in model.layers")
 

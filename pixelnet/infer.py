@@ -63,9 +63,10 @@ def _head_dense(model: PixelNet, task: Task, image: np.ndarray, coords: np.ndarr
     feats = model.features(x)
     size = tuple(x.shape[-2:])
     parts = []
+    cache: dict = {}  # first-layer projections of the deep taps, computed once per view
     for start in range(0, len(coords), chunk):
         c = torch.from_numpy(coords[start : start + chunk]).to(device)[None]  # (1, n, 2)
-        parts.append(task.activate(model.head_at(feats, c, size)[0].float()))  # (n, K)
+        parts.append(task.activate(model.head_at(feats, c, size, cache)[0].float()))  # (n, K)
     return torch.cat(parts)  # (HW, K)
 
 

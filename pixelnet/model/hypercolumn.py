@@ -5,12 +5,26 @@ A feature map of size (h, w) covering an (H, W) image is read at
 ``u = (x + 0.5) * w / W - 0.5``, clamped to the border — exactly what dense
 ``F.interpolate(..., size=(H, W), mode="bilinear", align_corners=False)`` computes at integer
 pixels, so sparse sampling equals dense upsampling at the same pixels.
+
+Two gathers compute the same thing (``GATHERS``):
+
+* ``bag`` (the default): the four neighbours' flat row ids and bilinear weights go to
+  ``F.embedding_bag(mode="sum")``, which reads the map as (B*h*w, C) rows and sums the weighted
+  rows in one fused kernel, backward included. Rows are a free view of a channels_last map. The
+  weights are computed in float32 and only then cast to the map's dtype, so bf16 maps keep exact
+  sub-pixel positions. On 2 CPU cores at the paper's shapes (5 × 2,000 samples, taps
+  conv1_2…fc7) it is 2.4× faster than grid_sample forward+backward in float32.
+* ``grid_sample``: one ``F.grid_sample`` per tap, the textbook way; kept as the reference. Maps
+  in bf16 are sampled in float32 (bf16 grid coordinates would lose sub-pixel precision, and
+  torch's CPU bf16 grid_sample crashes).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+GATHERS = ("bag", "grid_sample")
 
 
 def to_grid(coords: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -19,19 +33,111 @@ def to_grid(coords: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return ((coords + 0.5) * scale - 1.0).unsqueeze(1)  # (B, 1, N, 2)
 
 
-def sample_hypercolumns(features: list[torch.Tensor], coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+def bilinear_corners(
+    coords: torch.Tensor, map_size: tuple[int, int], image_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat row ids (B, N, 4) into a (B*h*w, C) view of a map, and their weights (B, N, 4) (float32 or
+    float64, whichever is wider than the coordinates).
+
+    Corners are (y0, x0), (y0, x1), (y1, x0), (y1, x1); positions are clamped to the map as
+    F.interpolate clamps them, so a border pixel's weights collapse onto the edge row/column.
+    """
+    h, w = map_size
+    height, width = image_size
+    b = coords.shape[0]
+    xy = coords.to(torch.promote_types(coords.dtype, torch.float32))  # float32, or float64 if given
+    u = ((xy[..., 0] + 0.5) * (w / width) - 0.5).clamp(0, w - 1)  # (B, N) map column
+    v = ((xy[..., 1] + 0.5) * (h / height) - 0.5).clamp(0, h - 1)  # (B, N) map row
+    x0, y0 = u.floor(), v.floor()
+    ax, ay = u - x0, v - y0  # (B, N) fractional parts
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    base = (torch.arange(b, device=coords.device) * (h * w)).view(b, 1, 1)  # (B, 1, 1) image offset
+    ids = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], dim=-1) + base  # (B, N, 4)
+    weights = torch.stack([(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay], dim=-1)  # (B, N, 4)
+    return ids, weights
+
+
+def _rows(f: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = f.shape
+    return f.permute(0, 2, 3, 1).reshape(b * h * w, c)  # (B*h*w, C): a view when f is channels_last
+
+
+def _bag_rows(rows: torch.Tensor, map_size: tuple[int, int], coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear values of a map held as (B*h*w, C) rows at (B, N, 2) coords -> (B, N, C)."""
+    b, n = coords.shape[:2]
+    ids, weights = bilinear_corners(coords, map_size, image_size)  # (B, N, 4) each
+    out = F.embedding_bag(ids.view(b * n, 4), rows, per_sample_weights=weights.view(b * n, 4).to(rows.dtype), mode="sum")
+    return out.view(b, n, rows.shape[1])  # (B, N, C)
+
+
+def _bag(f: torch.Tensor, coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    return _bag_rows(_rows(f), tuple(f.shape[-2:]), coords, image_size)  # (B, N, C)
+
+
+def _grid_sample(f: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    x = f if f.dtype in (torch.float32, torch.float64) else f.float()
+    out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)  # (B, C, 1, N)
+    return out.squeeze(2).transpose(1, 2).to(f.dtype)  # (B, N, C)
+
+
+def sample_hypercolumns(
+    features: list[torch.Tensor], coords: torch.Tensor, image_size: tuple[int, int], gather: str = "bag"
+) -> torch.Tensor:
     """Concatenate every map's bilinear value at each location: (B, N, sum C).
 
     grid_sample with align_corners=False maps normalised g to (g + 1) * w / 2 - 0.5 in the map,
     which with g = (x + 0.5) * 2 / W - 1 is the pixel-centre mapping above; "border" padding
-    clamps like F.interpolate does.
+    clamps like F.interpolate does. The bag gather computes that mapping directly.
     """
-    grid = to_grid(coords, *image_size)  # (B, 1, N, 2)
-    columns = [
-        F.grid_sample(f, grid.to(f.dtype), mode="bilinear", padding_mode="border", align_corners=False)  # (B, C, 1, N)
-        for f in features
-    ]
-    return torch.cat(columns, dim=1).squeeze(2).transpose(1, 2)  # (B, N, sum C)
+    if gather == "bag":
+        return torch.cat([_bag(f, coords, image_size) for f in features], dim=-1)
+    if gather == "grid_sample":
+        grid = to_grid(coords.to(torch.float64 if coords.dtype == torch.float64 else torch.float32), *image_size)
+        return torch.cat([_grid_sample(f, grid) for f in features], dim=-1)
+    raise ValueError(f"model.gather must be one of {GATHERS}, got {gather!r}")
+
+
+def first_layer_at(
+    features: list[torch.Tensor], coords: torch.Tensor, image_size: tuple[int, int], weight: torch.Tensor,
+    bias: torch.Tensor | None, cache: dict | None = None,
+) -> torch.Tensor:
+    """The head's first linear layer at the sampled pixels, W·h(x) + b -> (B, N, H1), computed tap by tap.
+
+    Bilinear interpolation is linear and its weights sum to one, so W_t·interp(F_t)(x) equals
+    interp(W_t·F_t)(x): a tap whose map has fewer positions than there are samples per image is
+    projected through its block of W first (a 1×1 convolution at the map's own resolution) and the
+    projection is interpolated. At the paper's settings (2,000 samples at 224²) that holds for
+    conv4_3 (28²), conv5_3 (14²) and fc7 (7²): the first layer's work drops from 10,000 × 5,568 to
+    10,000 × 448 rows-by-columns plus 5 × 1,029 projected positions, about 7× less, and with it a
+    third of the training step's arithmetic. Shallow taps (more positions than samples) are gathered
+    and multiplied as usual. `cache` (a dict per image batch) keeps the projections between calls
+    with new coords, as dense inference makes them chunk by chunk.
+    """
+    n = coords.shape[1]
+    out = None
+    gathered, blocks = [], []
+    start = 0
+    for i, f in enumerate(features):
+        b, c, h, w = f.shape
+        block = weight[:, start : start + c]  # (H1, C_t)
+        start += c
+        if h * w < n or (cache is not None and i in cache):
+            if cache is not None and i in cache:
+                projected = cache[i]
+            else:
+                projected = F.linear(_rows(f), block)  # (B*h*w, H1): a 1x1 convolution of the map
+                if cache is not None:
+                    cache[i] = projected
+            part = _bag_rows(projected, (h, w), coords, image_size)  # (B, N, H1)
+            out = part if out is None else out + part
+        else:
+            gathered.append(_bag(f, coords, image_size))  # (B, N, C_t)
+            blocks.append(block)
+    if gathered:
+        part = F.linear(torch.cat(gathered, dim=-1), torch.cat(blocks, dim=1))  # (B, N, H1)
+        out = part if out is None else out + part
+    return out if bias is None else out + bias
 
 
 def dense_hypercolumns(features: list[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pixelnet.model.head import build_head
-from pixelnet.model.hypercolumn import sample_hypercolumns
+from pixelnet.model.hypercolumn import GATHERS, first_layer_at, sample_hypercolumns
 from pixelnet.model.trunk import LAYERS, VGGTrunk
 
 # ImageNet statistics: the trunk sees normalised RGB whatever its initialisation.
@@ -27,6 +27,8 @@ class ModelConfig:
     dropout: float = 0.5
     head_batch_norm: bool = False    # batch-normalise hypercolumns before the head (Table 2)
     init: str = "scratch"            # "scratch", "imagenet", or a checkpoint path
+    gather: str = "bag"              # hypercolumn gather: "bag" (fused embedding_bag) or "grid_sample"
+    project_first: bool = True       # deep taps through the head's first layer before sampling (exact, fewer FLOPs)
 
     def __post_init__(self) -> None:
         unknown = [layer for layer in self.layers if layer not in LAYERS]
@@ -40,6 +42,8 @@ class ModelConfig:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"model.hidden sizes must be >= 1, got {list(self.hidden)}")
+        if self.gather not in GATHERS:
+            raise ValueError(f"model.gather must be one of {list(GATHERS)}, got {self.gather!r}")
         if self.init not in ("scratch", "imagenet") and not self.init.endswith(".pt"):
             raise ValueError(f"model.init must be 'scratch', 'imagenet' or a path to a .pt checkpoint, got {self.init!r}")
 
@@ -57,15 +61,30 @@ class PixelNet(nn.Module):
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1) * 255, persistent=False)
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) uint8 or float in [0, 255] -> the tapped maps, shallow to deep."""
+        """(B, 3, H, W) uint8 or float in [0, 255] -> the tapped maps, shallow to deep.
+
+        The normalised input keeps the images' memory format, so a channels_last batch runs the
+        trunk channels_last (the fast layout for bf16 convolutions on GPUs).
+        """
         x = (images.float() - self.mean) / self.std
         return list(self.trunk(x).values())
 
-    def head_at(self, features: list[torch.Tensor], coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-        """Predictions at (B, N, 2) pixel coordinates -> (B, N, K)."""
-        columns = sample_hypercolumns(features, coords, image_size)  # (B, N, C)
-        b, n, c = columns.shape
-        return self.head(columns.reshape(b * n, c)).view(b, n, -1)  # (B, N, K)
+    def head_at(
+        self, features: list[torch.Tensor], coords: torch.Tensor, image_size: tuple[int, int], cache: dict | None = None
+    ) -> torch.Tensor:
+        """Predictions at (B, N, 2) pixel coordinates -> (B, N, K).
+
+        With `project_first` (and the bag gather, and no batch norm before the first layer) the
+        first layer runs tap by tap through `first_layer_at`; `cache` keeps its projections for
+        further calls on the same features.
+        """
+        b, n = coords.shape[:2]
+        first = self.head[0]
+        if self.config.project_first and self.config.gather == "bag" and isinstance(first, nn.Linear):
+            hidden = first_layer_at(features, coords, image_size, first.weight, first.bias, cache)  # (B, N, H1)
+            return self.head[1:](hidden.reshape(b * n, -1)).view(b, n, -1)  # (B, N, K)
+        columns = sample_hypercolumns(features, coords, image_size, self.config.gather)  # (B, N, C)
+        return self.head(columns.reshape(b * n, -1)).view(b, n, -1)  # (B, N, K)
 
     def forward(self, images: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         return self.head_at(self.features(images), coords, tuple(images.shape[-2:]))

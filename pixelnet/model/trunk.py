@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models import vgg
 
 LAYERS = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3", "fc7")
+STRIDES = {"conv1_2": 1, "conv2_2": 2, "conv3_3": 4, "conv4_3": 8, "conv5_3": 16, "fc7": 32}  # image px per map px
 _VGG16 = vgg.cfgs["D"]  # [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
 
