@@ -322,3 +322,190 @@ def _run_evaluate_edges(
         (tmp / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "bench.md").write_text(_markdown(report, table))
     return report, table
+
+
+# ----------------------------------------------------------------------------- hypercolumns
+
+def _csv(value: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise ValueError(f"{option}: unknown {bad or 'empty list'}; choose from {', '.join(allowed)}")
+    return items
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _command_line() -> str:
+    return shlex.join(["pixelnet", *sys.argv[1:]])
+
+
+@bench_app.command("hypercolumns")
+def hypercolumns(
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")] = None,
+    image_size: Annotated[int, typer.Option("--image-size", help="Square input side in pixels (a multiple of 32); the paper's Table 3 uses 224.")] = 224,
+    images: Annotated[int, typer.Option("--images", help="Images per batch (Table 3: 1).")] = 1,
+    samples: Annotated[int, typer.Option("--samples", help="Sampled pixels per image (Table 3: 2,000).")] = 2000,
+    layers: Annotated[str, typer.Option("--layers", help="Tapped layers, comma-separated; rows 'with fc7' add fc7. Default: Table 3's conv1_2,conv3_3,conv5_3.")] = "conv1_2,conv3_3,conv5_3",
+    hidden: Annotated[str, typer.Option("--hidden", help="MLP hidden sizes, comma-separated (the paper: 4096,4096).")] = "4096,4096",
+    classes: Annotated[int, typer.Option("--classes", help="Outputs per pixel; the loss is softmax cross-entropy on random labels.")] = 21,
+    batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN instead of the paper's plain VGG-16.")] = False,
+    upsample: Annotated[str, typer.Option("--upsample", help="How the dense variants upsample: 'deconv' (FCN's learned deconvolution, as the paper compares) or 'bilinear' (F.interpolate, no weights).")] = "deconv",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (as the paper) or bf16 autocast.")] = "fp32",
+    gather: Annotated[str, typer.Option("--gather", help="Sparse gather: 'bag' (fused embedding_bag) or 'grid_sample'.")] = "bag",
+    methods: Annotated[str, typer.Option("--methods", help="Subset of pixelnet-sparse,fcn-sampling,fcn-dense.")] = "pixelnet-sparse,fcn-sampling,fcn-dense",
+    heads: Annotated[str, typer.Option("--heads", help="Subset of linear,mlp.")] = "linear,mlp",
+    fc7: Annotated[str, typer.Option("--fc7", help="Rows without fc7, with it, or both: without | with | both.")] = "both",
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed steps before timing each variant.")] = 1,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed steps per variant; the median is reported.")] = 5,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Stop timing a variant after this long once 3 steps are in.")] = 120.0,
+    memory_mb: Annotated[float, typer.Option("--memory-mb", help="Memory budget per variant in MB; a variant beyond it is reported as not fitting (0: the device's free memory).")] = 0.0,
+    out: Annotated[Path | None, typer.Option("--out", help="JSON report (default reports/bench/hypercolumns/<cpu|cuda>.json); a .md table is written beside it.")] = None,
+) -> None:
+    """Table 3, measured: forward+backward batches/s and peak memory of on-demand sparse hypercolumns
+    against FCN's dense upsampling (head on every pixel, or on the sampled pixels only), for linear
+    and MLP heads, with and without fc7. Each variant runs in its own process; a dense variant that
+    cannot fit is reported as such."""
+    from pixelnet.atomic import atomic_write_text
+    from pixelnet.bench.hypercolumns import HEADS, METHODS, HypercolumnBench, Variant, run, table
+    from pixelnet.model.trunk import LAYERS
+
+    try:
+        bench = HypercolumnBench(
+            image_size=image_size, images=images, samples=samples,
+            layers=_csv(layers, LAYERS[:-1], "--layers"),
+            hidden=tuple(int(h) for h in hidden.split(",") if h.strip()),
+            classes=classes, batch_norm=batch_norm, upsample=upsample, precision=precision, gather=gather,
+            warmup=warmup, repeats=repeats, max_seconds=max_seconds, memory_mb=memory_mb,
+        )
+        if fc7 not in ("without", "with", "both"):
+            raise ValueError(f"--fc7 must be without, with or both, got {fc7!r}")
+        chosen_methods, chosen_heads = _csv(methods, METHODS, "--methods"), _csv(heads, HEADS, "--heads")
+        fc7_flags = {"without": (False,), "with": (True,), "both": (False, True)}[fc7]
+        variants = [Variant(m, h, f) for f in fc7_flags for m in reversed(METHODS) for h in HEADS
+                    if m in chosen_methods and h in chosen_heads]
+        device = device or _default_device()
+        out = out or Path("reports/bench/hypercolumns") / f"{device.split(':')[0]}.json"
+
+        def show(row: dict) -> None:
+            took = f" in {row['wall_s']:.0f} s" if "wall_s" in row else ""
+            value = (f"{row['peak_memory_mb']:,.0f} MB, {row['batches_per_s']:.3g} batches/s" if row["batches_per_s"]
+                     else row["status"])
+            typer.echo(f"  {row['method']:<16} {row['head']:<6} {'+'.join(row['layers'])}: {value}{took}", err=True)
+
+        report = run(bench, device, variants, on_row=show)
+    except (ValueError, RuntimeError) as err:
+        typer.echo(f"pixelnet bench hypercolumns: error: {err}", err=True)
+        raise typer.Exit(2) from None
+    report = {**report, "command": _command_line(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    text = table(report)
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), f"# Sparse vs dense hypercolumns on {report['device']}\n\n"
+                      f"* command: `{report['command']}`\n* date: {report['date']}\n* torch {report['torch']}, "
+                      f"{bench.precision}, {bench.image_size}² input, {bench.images} image(s) x {bench.samples} samples, "
+                      f"dense upsampling: {bench.upsample}\n\n{text}\n")
+    typer.echo(text)
+    typer.echo(f"→ {out}")
+
+
+# ----------------------------------------------------------------------------- sampling
+
+@bench_app.command("sampling")
+def sampling(
+    classes: Annotated[str, typer.Option("--classes", help="Class counts for the stratified rows, comma-separated.")] = "21,59,150",
+    pixels: Annotated[int, typer.Option("--pixels", help="Pixels drawn per image (the paper: 2,000).")] = 2000,
+    draws: Annotated[int, typer.Option("--draws", help="Draws per call (the sample stage makes sampling.draws of them).")] = 1,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timing repeats; the median is reported.")] = 5,
+    out: Annotated[Path, typer.Option("--out", help="JSON report; a .md table is written beside it.")] = Path("reports/bench/sampling.json"),
+) -> None:
+    """Numba sampling kernels against their NumPy twins on 481x321 maps: microseconds per image for
+    uniform, edge-biased and class-stratified sampling."""
+    from pixelnet.atomic import atomic_write_text
+    from pixelnet.bench.sampling import SamplingBench, run, table
+
+    try:
+        bench = SamplingBench(classes=tuple(int(c) for c in classes.split(",") if c.strip()), pixels=pixels,
+                              draws=draws, repeats=repeats)
+        report = run(bench)
+    except ValueError as err:
+        typer.echo(f"pixelnet bench sampling: error: {err}", err=True)
+        raise typer.Exit(2) from None
+    report = {**report, "command": _command_line(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": {"cpu_count": os.cpu_count(), "processor": _cpu_name()}}
+    text = table(report)
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), f"# Sampling kernels: Numba against NumPy\n\n* command: `{report['command']}`\n"
+                      f"* date: {report['date']}\n* machine: {report['machine']['processor']}, one thread\n"
+                      f"* {report['pixels']} pixels x {report['draws']} draw(s) per call on {report['image'][1]}x{report['image'][0]} maps\n\n{text}\n")
+    typer.echo(text)
+    typer.echo(f"→ {out}")
+
+
+def _cpu_name() -> str:
+    import torch
+
+    from pixelnet.bench.measure import describe_device
+
+    return describe_device(torch.device("cpu")).removeprefix("cpu: ")
+
+
+# ----------------------------------------------------------------------------- train
+
+@bench_app.command("train")
+def train_speed(
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")] = None,
+    inputs: Annotated[str, typer.Option("--inputs", help="Batch sources, comma-separated: synthetic (random batches in memory: the model's own speed) and/or shards (the real loader over --shards).")] = "synthetic,shards",
+    shards: Annotated[Path | None, typer.Option("--shards", help="Shard folder whose train split feeds the 'shards' input, e.g. data/shards/bsds500.")] = None,
+    image_size: Annotated[int, typer.Option("--image-size", help="Training crop side (the paper: 224).")] = 224,
+    images: Annotated[int, typer.Option("--images", help="Images per batch (the paper: 5).")] = 5,
+    samples: Annotated[int, typer.Option("--samples", help="Sampled pixels per image (the paper: 2,000).")] = 2000,
+    layers: Annotated[str, typer.Option("--layers", help="Tapped layers, comma-separated (the paper: conv1_2..conv5_3 and fc7).")] = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc7",
+    hidden: Annotated[str, typer.Option("--hidden", help="MLP hidden sizes (the paper: 4096,4096).")] = "4096,4096",
+    width: Annotated[float, typer.Option("--width", help="Channel multiplier; 1.0 is VGG-16.")] = 1.0,
+    batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN (what from-scratch training uses) instead of plain VGG-16.")] = False,
+    precision: Annotated[str, typer.Option("--precision", help="bf16 (autocast) or fp32.")] = "bf16",
+    memory_format: Annotated[str, typer.Option("--memory-format", help="channels_last or contiguous activations.")] = "channels_last",
+    compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = False,
+    gather: Annotated[str, typer.Option("--gather", help="Hypercolumn gather: bag or grid_sample.")] = "bag",
+    project_first: Annotated[bool, typer.Option("--project-first/--no-project-first", help="Run the deep taps through the head's first layer before sampling (exact; about a third less arithmetic at the paper's settings).")] = True,
+    steps: Annotated[int, typer.Option("--steps", help="Timed training steps.")] = 50,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed steps first.")] = 10,
+    workers: Annotated[int, typer.Option("--workers", help="Loader worker processes for the shards input.")] = 8,
+    prefetch: Annotated[int, typer.Option("--prefetch", help="Batches each loader worker keeps ready.")] = 4,
+    peak_tflops: Annotated[float, typer.Option("--peak-tflops", help="The device's bf16 peak in TFLOP/s for the roofline (0: measure it with a large matmul).")] = 0.0,
+    out: Annotated[Path | None, typer.Option("--out", help="JSON report (default reports/bench/train/<cpu|cuda>.json); a .md table is written beside it.")] = None,
+) -> None:
+    """Training speed of the one training loop at the paper's full configuration: images/s, batches/s,
+    share of time waiting for data, and share of the bf16 roofline, on synthetic batches and on real shards."""
+    from pixelnet.atomic import atomic_write_text
+    from pixelnet.bench.train import INPUTS, TrainBench, describe, run, table
+    from pixelnet.model.trunk import LAYERS
+
+    try:
+        chosen = _csv(inputs, INPUTS, "--inputs")
+        if "shards" in chosen and shards is None:
+            raise ValueError("--inputs shards needs --shards DIR (e.g. data/shards/bsds500), or use --inputs synthetic")
+        bench = TrainBench(
+            image_size=image_size, images=images, samples=samples, layers=_csv(layers, LAYERS, "--layers"),
+            hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), width=width, batch_norm=batch_norm,
+            gather=gather, project_first=project_first, precision=precision, memory_format=memory_format, compile=compile_, steps=steps,
+            warmup=warmup, workers=workers, prefetch=prefetch, shards=str(shards) if shards else None,
+            peak_tflops=peak_tflops,
+        )
+        device = device or _default_device()
+        out = out or Path("reports/bench/train") / f"{device.split(':')[0]}.json"
+        report = run(bench, device, chosen)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        typer.echo(f"pixelnet bench train: error: {err}", err=True)
+        raise typer.Exit(2) from None
+    report = {**report, "command": _command_line(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    text = table(report)
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), f"# Training speed on {report['device']}\n\n* command: `{report['command']}`\n"
+                      f"* date: {report['date']}\n* torch {report['torch']}; {describe(report)}\n\n{text}\n")
+    typer.echo(f"{describe(report)}\n{text}")
+    typer.echo(f"→ {out}")

@@ -162,7 +162,8 @@ def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out
         shard_paths(shards, "train"), load_indices(Path(samples) / "indices.npz"), task,
         params.augment, params.images_per_batch, seed=cfg.seed,
     )
-    batches = batch_loader(dataset, cfg.num_workers, pin_memory=resolve_device(cfg.device).type == "cuda")
+    batches = batch_loader(dataset, cfg.num_workers, pin_memory=resolve_device(cfg.device).type == "cuda",
+                           prefetch=cfg.prefetch)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = train(model, task, batches, cfg, out, Path(log), progress=progress)

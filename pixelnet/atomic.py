@@ -37,3 +37,16 @@ def atomic_dir(out_dir: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():  # only when something failed before the rename
             shutil.rmtree(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file under a temporary name beside it, then rename: readers never see half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

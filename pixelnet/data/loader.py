@@ -40,6 +40,11 @@ class Batch:
             self.keys,
         )
 
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies, so the copy to the GPU runs asynchronously (DataLoader calls this)."""
+        return Batch(self.images.pin_memory(), self.coords.pin_memory(), self.targets.pin_memory(),
+                     self.weight.pin_memory(), self.keys)
+
 
 def move_targets(task: Task, targets: np.ndarray, aug: Augmented) -> np.ndarray:
     """Targets as the augmented image shows them: rotated, then flipped, in the order augment applies."""
@@ -128,12 +133,17 @@ def _collate(items: list[dict]) -> Batch:
     )
 
 
-def batch_loader(dataset: PixelBatches, num_workers: int = 0, pin_memory: bool = False) -> Iterator[Batch]:
-    """Wrap in a DataLoader so workers decode and augment while the model trains."""
+def _identity(batch: Batch) -> Batch:
+    return batch
+
+
+def batch_loader(dataset: PixelBatches, num_workers: int = 0, pin_memory: bool = False, prefetch: int = 4) -> Iterator[Batch]:
+    """Wrap in a DataLoader so workers decode and augment while the model trains; each worker keeps
+    `prefetch` batches ready, pinned when `pin_memory` (for asynchronous copies to a GPU)."""
     if num_workers == 0:
-        return iter(dataset)
+        return (b.pin_memory() for b in dataset) if pin_memory else iter(dataset)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
-        prefetch_factor=4, persistent_workers=True, collate_fn=lambda b: b,
+        prefetch_factor=prefetch, persistent_workers=True, collate_fn=_identity,
     )
     return iter(loader)
