@@ -180,6 +180,49 @@ def evaluate_edges(
     )
 
 
+@app.command("evaluate-normals")
+@_friendly
+def evaluate_normals(
+    predictions: Annotated[Path, typer.Option("--predictions", help="Folder of <stem>.npy predicted normals, (H, W, 3) float; need not be unit length.")],
+    ground_truth: Annotated[Path, typer.Option("--ground-truth", help="Folder of <stem>.npy ground-truth normals, (H, W, 3); non-finite or all-zero vectors are invalid pixels.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json (mean, median, rmse, within_11_25/22_5/30) and error_cdf.png.")],
+    quiet: QuietOpt = False,
+) -> None:
+    """Surface-normal angular error of any model's predictions (NYUDv2 protocol): both vectors
+    normalised, the dot product clamped, errors pooled over every valid pixel of all images."""
+    from pixelnet.metrics.dense_io import evaluate_normals_directory
+
+    m = evaluate_normals_directory(predictions, ground_truth, out, progress=not quiet)
+    typer.echo(f"mean {m['mean']:.2f}°  median {m['median']:.2f}°  rmse {m['rmse']:.2f}°  "
+               f"<11.25° {m['within_11_25']:.1f}%  <22.5° {m['within_22_5']:.1f}%  <30° {m['within_30']:.1f}%  "
+               f"({m['images']} images, {m['valid_pixels']} valid pixels) → {out}")
+
+
+@app.command("evaluate-segmentation")
+@_friendly
+def evaluate_segmentation(
+    predictions: Annotated[Path, typer.Option("--predictions", help="Folder of <stem>.png predicted class ids (one channel: palette or grey).")],
+    ground_truth: Annotated[Path, typer.Option("--ground-truth", help="Folder of <stem>.png ground-truth class ids; 255 is ignored (VOC's palette PNGs work as they are).")],
+    classes: Annotated[int, typer.Option("--classes", help="Number of classes (ids 0..N-1), e.g. 21 for VOC, 59 for PASCAL-Context.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json (miou, pixel_accuracy, mean_class_accuracy), confusion.npy and confusion.png.")],
+    names: Annotated[Path | None, typer.Option("--names", help="Optional text file of class names, one per line, for the confusion plot.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Semantic segmentation scores of any model's label maps from one confusion matrix over all
+    images: mIoU over the classes present in the ground truth or the predictions, pixel accuracy,
+    mean class accuracy."""
+    from pixelnet.metrics.dense_io import evaluate_segmentation_directory
+
+    class_names = None
+    if names is not None:
+        if not names.is_file():
+            raise FileNotFoundError(f"--names {names}: no such file")
+        class_names = [line.strip() for line in names.read_text().splitlines() if line.strip()]
+    m = evaluate_segmentation_directory(predictions, ground_truth, classes, out, class_names, progress=not quiet)
+    typer.echo(f"mIoU {m['miou']:.4f}  pixel accuracy {m['pixel_accuracy']:.4f}  mean class accuracy "
+               f"{m['mean_class_accuracy']:.4f}  ({m['images']} images) → {out}")
+
+
 from pipeline.bench import bench_app  # noqa: E402  (a sub-app: `pixelnet bench ...`)
 
 app.add_typer(bench_app, name="bench")

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from pixelnet.data.bsds import BsdsConfig
+from pixelnet.data.registry import SOURCES
 from pixelnet.data.synthetic import SyntheticConfig
 from pixelnet.data.transforms import AugmentConfig
 from pixelnet.infer import InferConfig
@@ -26,7 +27,7 @@ from pixelnet.model.trunk import STRIDES
 from pixelnet.sampling import STRATEGIES, SamplingConfig
 from pixelnet.train import TrainConfig
 
-DATASETS = ("synthetic", "bsds500")
+DATASETS = tuple(SOURCES)  # synthetic, bsds500, nyud, pascal_context, voc2012, folder
 TASK_NAMES = ("edges", "normals", "segmentation")
 
 
@@ -60,8 +61,7 @@ class EvalParams:
 @dataclass(frozen=True)
 class Params:
     datasets: tuple[str, ...]
-    synthetic: SyntheticConfig
-    bsds500: BsdsConfig
+    data: dict[str, Any]                  # dataset name -> its source's config (data.<name>)
     shard_size: int
     tasks: dict[str, TaskParams]
     sampling: dict[str, SamplingConfig]   # per task
@@ -71,6 +71,14 @@ class Params:
     task_train: dict[str, TrainConfig]    # per task: train with tasks.<task>.train applied
     augment: AugmentConfig
     evaluate: EvalParams
+
+    @property
+    def synthetic(self) -> SyntheticConfig:
+        return self.data["synthetic"]
+
+    @property
+    def bsds500(self) -> BsdsConfig:
+        return self.data["bsds500"]
 
     @property
     def infer(self) -> InferConfig:
@@ -176,8 +184,8 @@ def parse_params(raw: Any) -> Params:
     shard_size = _typecheck(data.get("shard_size", 100), int, "data.shard_size")
     if shard_size < 1:
         raise ParamsError(f"data.shard_size: must be >= 1, got {shard_size}")
-    synthetic = _make(SyntheticConfig, _fields(SyntheticConfig, data.get("synthetic"), "data.synthetic"), "data.synthetic")
-    bsds500 = _make(BsdsConfig, _fields(BsdsConfig, data.get("bsds500"), "data.bsds500"), "data.bsds500")
+    configs = {name: _make(src.config, _fields(src.config, data.get(name), f"data.{name}"), f"data.{name}")
+               for name, src in SOURCES.items()}
 
     tasks_raw = raw.get("tasks") or {}
     if not isinstance(tasks_raw, dict):
@@ -251,7 +259,7 @@ def parse_params(raw: Any) -> Params:
         raise ParamsError("evaluate.grid_images and evaluate.max_images must be >= 0")
 
     return Params(
-        datasets=datasets, synthetic=synthetic, bsds500=bsds500, shard_size=shard_size, tasks=tasks, sampling=sampling,
+        datasets=datasets, data=configs, shard_size=shard_size, tasks=tasks, sampling=sampling,
         images_per_batch=images_per_batch, model=model, train=train, task_train=task_train, augment=augment,
         evaluate=evaluate,
     )

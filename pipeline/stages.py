@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +16,10 @@ from tqdm import tqdm
 
 from pipeline.params import Params
 from pixelnet.atomic import atomic_dir
-from pixelnet.data import bsds, fetch, synthetic
+from pixelnet.data import fetch
+from pixelnet.data.registry import SOURCES
 from pixelnet.data.loader import PixelBatches, batch_loader, load_indices
-from pixelnet.data.shards import Record, read_manifest, read_shards, shard_paths, write_shards
+from pixelnet.data.shards import read_manifest, read_shards, shard_paths, write_shards
 from pixelnet.infer import predict
 from pixelnet.metrics.edges_io import write_official
 from pixelnet.metrics.edges import plot_pr
@@ -58,64 +57,34 @@ def make_task(name: str, params: Params, shard_dir: Path | None = None):
 # ----------------------------------------------------------------------------- download, shard
 
 def download(dataset: str, params: Params, out: Path) -> dict:
-    if dataset == "synthetic":
-        return synthetic.write_raw(params.synthetic, out)
-    if dataset == "bsds500":
-        cfg = params.bsds500
-        for key, location in (("source", cfg.source), ("hed_archive", cfg.hed_archive)):
-            if location is not None and not fetch.is_url(location) and not Path(location).exists():
-                hint = "; set it to null to download data.bsds500.url" if key == "source" else ""
-                raise FileNotFoundError(f"data.bsds500.{key}: {location} does not exist (relative to {Path.cwd()}){hint}")
-        return bsds.install(cfg, out)
-    raise ValueError(f"datasets: no downloader for {dataset!r}")
+    """Bring `dataset` in as published (checksum-verified) into `out`, with its dataset.json."""
+    source = _source(dataset)
+    config = params.data[dataset]
+    for key in ("source", "hed_archive"):  # local paths of bsds500 and folder, named before any work
+        location = getattr(config, key, None)
+        if isinstance(location, str) and not fetch.is_url(location) and not Path(location).exists():
+            hint = "; set it to null to download the published archive" if dataset == "bsds500" and key == "source" else ""
+            raise FileNotFoundError(f"data.{dataset}.{key}: {location} does not exist (relative to {Path.cwd()}){hint}")
+    return source.install(config, out)
 
 
-def _bsds_use_hed(params: Params, raw: Path, info: dict) -> bool:
-    if params.bsds500.hed_archive is not None and not info.get("hed"):
-        raise ValueError(f"data.bsds500.hed_archive is set but {raw} holds no HED-BSDS pairs (re-run download)")
-    return params.bsds500.hed_archive is not None
-
-
-def _shard_counts(dataset: str, params: Params, raw: Path, info: dict) -> dict[str, int]:
-    """Images per output split: the raw splits as they are, or BSDS500's train (train_splits or HED) and test."""
-    if dataset != "bsds500":
-        return {s: int(n) for s, n in info["counts"].items()}
-    train_splits = params.bsds500.train_splits
-    if _bsds_use_hed(params, raw, info):
-        train = bsds.hed_pair_count(raw, bsds.split_ids(raw, train_splits))
-    else:
-        train = sum(int(info["counts"][s]) for s in train_splits)
-    return {"train": train, "test": int(info["counts"]["test"])}
-
-
-def _raw_records(dataset: str, params: Params, raw: Path, info: dict, split: str) -> Iterator[Record]:
-    if dataset == "synthetic":
-        for key, arrays in synthetic.read_raw(raw, split):
-            yield {"key": key, **arrays, "meta": {"annotators": 1, "dataset": dataset, "split": split}}
-        return
-    if dataset == "bsds500":
-        train_splits = params.bsds500.train_splits
-        if split == "test":
-            yield from bsds.read_split(raw, "test")
-        elif _bsds_use_hed(params, raw, info):
-            yield from bsds.read_hed(raw, bsds.annotator_counts(raw, train_splits))
-        else:
-            yield from chain.from_iterable(bsds.read_split(raw, s) for s in train_splits)
-        return
-    raise ValueError(f"datasets: no reader for {dataset!r}")
+def _source(dataset: str):
+    if dataset not in SOURCES:
+        raise ValueError(f"datasets: no source {dataset!r}; known: {', '.join(SOURCES)}")
+    return SOURCES[dataset]
 
 
 def shard(dataset: str, params: Params, raw: Path, out: Path) -> dict:
-    if dataset not in ("synthetic", "bsds500"):
-        raise ValueError(f"datasets: no reader for {dataset!r}")
+    source = _source(dataset)
+    config = params.data[dataset]
     path = Path(raw) / "dataset.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (run the download stage for {dataset} first)")
     info = json.loads(path.read_text())
     if info.get("name", dataset) != dataset:
         raise ValueError(f"{path}: holds {info.get('name')!r}, not {dataset!r}")
-    splits = {s: tqdm(_raw_records(dataset, params, raw, info, s), desc=f"shard {s}", total=n, unit="img")
-              for s, n in _shard_counts(dataset, params, raw, info).items()}
+    splits = {s: tqdm(source.records(config, Path(raw), info, s), desc=f"shard {s}", total=n, unit="img")
+              for s, n in source.counts(config, Path(raw), info).items()}
     return write_shards(splits, out, dataset, list(info["classes"]), params.shard_size)
 
 

@@ -44,7 +44,7 @@ def test_every_stage_end_to_end(tmp_path, tiny_params_file):
     normals = json.loads((tmp_path / "reports" / "normals" / "metrics.json").read_text())
     assert set(normals["baseline"]) == {"mean", "median", "rmse", "within_11_25", "within_22_5", "within_30"}
     seg = json.loads((tmp_path / "reports" / "segmentation" / "metrics.json").read_text())
-    assert 0 <= seg["baseline"]["miou"] <= 1 and set(seg["model"]) == {"miou", "pixel_accuracy"}
+    assert 0 <= seg["baseline"]["miou"] <= 1 and set(seg["model"]) == {"miou", "pixel_accuracy", "mean_class_accuracy"}
 
 
 def test_help_explains_every_command_and_option():

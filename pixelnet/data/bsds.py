@@ -372,3 +372,32 @@ def read_hed(raw_dir: Path, annotators: dict[str, int]) -> Iterator[Record]:
             "edge": hed_edge_count(grey, a),
             "meta": {"annotators": a, "dataset": NAME, "split": "hed", "id": stem},
         }
+
+
+# ----------------------------------------------------------------------------- what `shard` reads
+
+
+def _use_hed(config: BsdsConfig, raw_dir: Path, info: dict) -> bool:
+    if config.hed_archive is not None and not info.get("hed"):
+        raise ValueError(f"data.bsds500.hed_archive is set but {raw_dir} holds no HED-BSDS pairs (re-run download)")
+    return config.hed_archive is not None
+
+
+def shard_counts(config: BsdsConfig, raw_dir: Path, info: dict) -> dict[str, int]:
+    """Images per output split: train (train_splits, or their HED pairs) and test."""
+    if _use_hed(config, raw_dir, info):
+        train = hed_pair_count(raw_dir, split_ids(raw_dir, config.train_splits))
+    else:
+        train = sum(int(info["counts"][s]) for s in config.train_splits)
+    return {"train": train, "test": int(info["counts"]["test"])}
+
+
+def shard_records(config: BsdsConfig, raw_dir: Path, info: dict, split: str) -> Iterator[Record]:
+    """The Records of one output split (train: train_splits or HED-BSDS; test: test)."""
+    if split == "test":
+        yield from read_split(raw_dir, "test")
+    elif _use_hed(config, raw_dir, info):
+        yield from read_hed(raw_dir, annotator_counts(raw_dir, config.train_splits))
+    else:
+        for s in config.train_splits:
+            yield from read_split(raw_dir, s)

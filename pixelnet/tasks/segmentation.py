@@ -23,7 +23,8 @@ class SegMeter:
 
     def compute(self) -> dict[str, float]:
         out = self.inner.compute()
-        return {"miou": float(out["miou"]), "pixel_accuracy": float(out["pixel_accuracy"])}
+        return {"miou": float(out["miou"]), "pixel_accuracy": float(out["pixel_accuracy"]),
+                "mean_class_accuracy": float(out["mean_class_accuracy"])}
 
 
 class MajorityBaseline:
