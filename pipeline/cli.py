@@ -223,6 +223,33 @@ def evaluate_segmentation(
                f"{m['mean_class_accuracy']:.4f}  ({m['images']} images) → {out}")
 
 
+@app.command()
+@_friendly
+def predict(
+    model: Annotated[Path, typer.Argument(help="A model.pt written by the train stage; its task (edges, normals or segmentation) decides the outputs.")],
+    images: Annotated[list[Path], typer.Argument(help="Images in any format PIL reads (JPEG, PNG, grey, RGBA with alpha dropped, 16-bit scaled to 8, EXIF-rotated JPEG predicted as displayed). All are checked before any is predicted; stems must differ.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the outputs (created): <stem>_edges.png (white edges on black); <stem>_normals.png and .npy; <stem>_labels.png (class ids), _segmentation.png (colours) and _legend.png.")],
+    scales: Annotated[str, typer.Option("--scales", help="Comma-separated test scales whose predictions are averaged, e.g. 0.5,1,1.5.")] = "1.0",
+    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Also average the prediction of the mirrored image.")] = False,
+    tile: Annotated[int, typer.Option("--tile", help="Tile side in pixels: an image with a longer side is predicted in overlapping tiles blended without seams, bounding memory; 0 never tiles.")] = 1024,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar for tiled images.")] = False,
+) -> None:
+    """Predict edges, surface normals or segmentation for your own images with a trained model.
+    Prints one line per image with the files written; each file appears complete or not at all."""
+    from pixelnet.infer import InferConfig
+    from pixelnet.predict import TileConfig, predict_files
+
+    try:
+        scale_list = tuple(float(s) for s in scales.split(","))
+    except ValueError:
+        raise ValueError(f"--scales: expected comma-separated numbers, got {scales!r}") from None
+    if not all(0 < s < float("inf") for s in scale_list):  # also rejects nan
+        raise ValueError(f"--scales: every scale must be positive, got {scales!r}")
+    predict_files(model, images, out, InferConfig(scales=scale_list, flip=flip), TileConfig(size=tile), device,
+                  progress=not quiet, on_image=lambda image, paths: typer.echo(f"{image} → {', '.join(map(str, paths))}"))
+
+
 from pipeline.bench import bench_app  # noqa: E402  (a sub-app: `pixelnet bench ...`)
 
 app.add_typer(bench_app, name="bench")

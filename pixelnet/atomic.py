@@ -1,10 +1,11 @@
-"""Atomic outputs: build a folder under a temporary name, swap it in only when it is complete."""
+"""Atomic outputs: write a file or build a folder under a temporary name, rename it into place only when complete."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,14 +40,27 @@ def atomic_dir(out_dir: Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file under a temporary name beside it, then rename: readers never see half of it."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary name beside `path` to write; it is renamed to `path` only if the block succeeds.
+
+    The temp name is unique per call (two writers never share it) and ends in ".tmp", so writers
+    that infer a format from the suffix must be told the format (PIL: format="PNG"; NumPy: pass an
+    open file, or np.save appends ".npy").
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # Not mkstemp: its 0600 mode would stay on the renamed file; the writer creates this one as usual.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        tmp.write_text(text)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp.exists():  # only when something failed before the rename
             tmp.unlink()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file under a temporary name beside it, then rename: readers never see half of it."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)

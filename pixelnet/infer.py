@@ -31,9 +31,15 @@ class InferConfig:
             raise ValueError(f"evaluate.chunk_pixels must be >= 1, got {self.chunk_pixels}")
 
 
-@torch.no_grad()
 def predict(model: PixelNet, task: Task, image: np.ndarray, config: InferConfig, device: str | torch.device = "cpu") -> np.ndarray:
     """(H, W, 3) uint8 image -> the task's prediction map (see Task.finalize)."""
+    return task.finalize(activations(model, task, image, config, device))
+
+
+@torch.no_grad()
+def activations(model: PixelNet, task: Task, image: np.ndarray, config: InferConfig, device: str | torch.device = "cpu") -> np.ndarray:
+    """(H, W, 3) uint8 image -> (H, W, K) float32 activations averaged over scales and flips, before
+    Task.finalize: the quantity that may be averaged further (e.g. over overlapping tiles)."""
     model.eval()
     h, w = image.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w]
@@ -54,8 +60,7 @@ def predict(model: PixelNet, task: Task, image: np.ndarray, config: InferConfig,
                 out = task.unflip(out)
             total = out if total is None else total + out
             views += 1
-    activated = (total / views).view(h, w, -1).cpu().numpy()  # (H, W, K)
-    return task.finalize(activated)
+    return (total / views).view(h, w, -1).cpu().numpy()  # (H, W, K)
 
 
 def _head_dense(model: PixelNet, task: Task, image: np.ndarray, coords: np.ndarray, chunk: int, device) -> torch.Tensor:

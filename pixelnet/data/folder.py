@@ -65,16 +65,26 @@ def _target(root: Path, kind: str, split: str, stem: str) -> Path | None:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from any PIL image (grey, RGBA, 16-bit, EXIF-rotated); names the file on failure."""
+    """(H, W, 3) uint8 RGB from any image PIL reads, as it is displayed; names the file on failure.
+
+    EXIF orientation is applied (a phone's portrait JPEG comes out upright). Grey is repeated into
+    three channels; alpha is dropped (the stored colour is kept, not composited on a background).
+    16-bit grey is scaled by its full range, 65535 -> 255, so every image of a set gets the same
+    mapping (16-bit RGB PNGs PIL already reduces to 8 bits); 32-bit integer images are read as
+    16-bit when their values fit, else scaled by their maximum.
+    """
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                arr = np.clip(arr / max(arr.max(), 1) * 255, 0, 255).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
+                arr = np.asarray(im).astype(np.float64)  # (H, W)
+                top = float(arr.max(initial=0))
+                if im.mode != "I" or top > 255:
+                    arr = arr / (65535.0 if top <= 65535 else top) * 255
+                arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)  # (H, W, 3)
             return np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"{path}: not a readable image ({err})") from err
 
 

@@ -1,0 +1,282 @@
+"""Predict with a trained model on the user's own images: tiling for large images, and output files.
+
+Tiling wraps `pixelnet.infer.activations` (the one inference path, multi-scale and flip included):
+an image whose side exceeds `TileConfig.size` is cut into overlapping tiles, each tile's
+activations are computed as for a whole image, and they are blended back, weighted by the squared
+distance to the tile's nearest inner edge and normalised by the summed weights. A weight is zero
+at a tile's edge and grows continuously inside it, so the blended map has no seam. Why the grid
+and the overlap:
+
+* Tile origins lie on the grid of the deepest tapped layer's stride (4 px for conv3_3, 32 for fc7),
+  and interior tiles are whole multiples of it, so each tile's pooling windows and its feature
+  maps' pixel-centre mapping (see `pixelnet.model.hypercolumn`) coincide with those of the whole
+  image: away from its edges a tile's features are exactly the whole image's features.
+* Near a tile's edge they are not: the trunk sees zero padding where the image goes on, and the
+  deepest map's bilinear read clamps within half a cell of the edge. So neighbouring tiles share
+  at least one deepest-stride cell and at least 32 px (by default an eighth of the tile, so a
+  1024 px tile costs ~30% extra work): every pixel near one tile's edge lies well inside another,
+  which the blend weights favour. A deep tap's receptive field (hundreds of pixels for fc7) is
+  wider than any affordable overlap, so tiled and whole-image predictions agree closely but not
+  bit for bit; with multi-scale inference each tile is resized on its own, which adds a little
+  more difference. The blended activations, (H, W, K) float32, are held in memory as whole-image
+  inference holds them; tiling bounds the trunk's feature maps, the large part.
+
+Outputs per image, written each under a temporary name and renamed (see `write_outputs`):
+
+* edges: ``<stem>_edges.png``, 8-bit grey, white edges on black (255 * probability): the
+  convention of BSDS/HED result images and the format ``pixelnet evaluate-edges`` reads.
+* normals: ``<stem>_normals.png`` (RGB = (n + 1) / 2 * 255; x right, y up, z towards the viewer)
+  and ``<stem>_normals.npy``, (H, W, 3) float32 unit vectors.
+* segmentation: ``<stem>_labels.png`` (one channel, the raw class ids), ``<stem>_segmentation.png``
+  (the task's palette, PASCAL VOC colours) and ``<stem>_legend.png`` (the classes present, with
+  their colours, names and share of the image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from pixelnet.atomic import atomic_file
+from pixelnet.data.folder import read_image
+from pixelnet.infer import InferConfig, activations
+from pixelnet.model.pixelnet import PixelNet, model_from_checkpoint
+from pixelnet.model.trunk import STRIDES
+from pixelnet.tasks import TASKS
+from pixelnet.tasks.base import Task
+from pixelnet.tasks.segmentation import palette
+
+MIN_OVERLAP = 32
+SUFFIXES = {"edges": ("_edges.png",), "normals": ("_normals.png", "_normals.npy"),
+            "segmentation": ("_labels.png", "_segmentation.png", "_legend.png")}
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    size: int = 1024            # tile side in px; an image with a longer side is tiled; 0 = never tile
+    overlap: int | None = None  # px shared by neighbouring tiles; None: max(32, deepest stride, size // 8)
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            raise ValueError(f"tile size must be >= 0 px (0 = never tile), got {self.size}")
+        if self.overlap is not None and self.overlap < MIN_OVERLAP:
+            raise ValueError(f"tile overlap must be >= {MIN_OVERLAP} px, got {self.overlap}")
+
+    def plan(self, grid: int) -> tuple[int, int]:
+        """(tile, overlap) in px for a model whose deepest map has stride `grid`: both multiples of it."""
+        overlap = self.overlap if self.overlap is not None else max(MIN_OVERLAP, self.size // 8)
+        overlap = -(-max(overlap, grid) // grid) * grid  # rounded up to the grid
+        tile = self.size // grid * grid
+        if tile - overlap < grid:
+            raise ValueError(f"tile size {self.size} px is too small for this model: it must exceed the "
+                             f"overlap ({overlap} px) by at least its deepest stride ({grid} px)")
+        return tile, overlap
+
+
+def tile_spans(length: int, tile: int, overlap: int, grid: int) -> list[tuple[int, int]]:
+    """[start, stop) spans covering 0..length: starts on the grid, spread evenly, neighbours sharing
+    >= overlap px (tile and overlap are multiples of grid).
+
+    The last span ends at `length` from a start on the grid, so it may be up to grid - 1 px longer
+    than `tile`; spreading the starts evenly avoids a last tile that nearly repeats the one before.
+    """
+    if length <= tile:
+        return [(0, length)]
+    n = max(2, -(-(length - overlap) // (tile - overlap)))  # fewest tiles whose steps are <= tile - overlap
+    # Flooring each start to the grid keeps every step <= tile - overlap (itself a multiple of the grid).
+    starts = sorted({i * (length - tile) // ((n - 1) * grid) * grid for i in range(n)})
+    return [(s, s + tile) for s in starts[:-1]] + [(starts[-1], length)]
+
+
+def blend_weights(start: int, stop: int, length: int) -> np.ndarray:
+    """(stop - start,) weights: the squared distance from each pixel centre to the span's nearest inner edge.
+
+    Zero at an inner edge, so the blend is continuous across it (no seam); squared, so a pixel
+    leans on the tile that sees it from further inside (on a random VGG trunk, half the error of a
+    linear ramp against the whole-image prediction). An edge that is also the image's edge does not
+    count: no other tile covers those pixels.
+    """
+    centres = np.arange(stop - start, dtype=np.float32) + 0.5  # (n,) distance from the start edge
+    w = np.full(stop - start, np.inf, dtype=np.float32)
+    if start > 0:
+        w = np.minimum(w, centres)
+    if stop < length:
+        w = np.minimum(w, centres[::-1])
+    return np.ones_like(w) if start == 0 and stop == length else w**2
+
+
+def deepest_stride(model: PixelNet) -> int:
+    return STRIDES[model.trunk.taps[-1]]
+
+
+def tiled_activations(model: PixelNet, task: Task, image: np.ndarray, infer: InferConfig, tiles: TileConfig,
+                      device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
+    """(H, W, 3) uint8 image -> (H, W, K) activations, tile by tile when a side exceeds tiles.size."""
+    h, w = image.shape[:2]
+    if tiles.size == 0 or max(h, w) <= tiles.size:
+        return activations(model, task, image, infer, device)
+    grid = deepest_stride(model)
+    tile, overlap = tiles.plan(grid)
+    rows, cols = tile_spans(h, tile, overlap, grid), tile_spans(w, tile, overlap, grid)
+    total = None
+    weights = np.zeros((h, w), dtype=np.float32)
+    bar = tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", leave=False, disable=not progress)
+    for y0, y1 in rows:
+        for x0, x1 in cols:
+            part = activations(model, task, np.ascontiguousarray(image[y0:y1, x0:x1]), infer, device)  # (th, tw, K)
+            wt = np.outer(blend_weights(y0, y1, h), blend_weights(x0, x1, w))  # (th, tw)
+            if total is None:
+                total = np.zeros((h, w, part.shape[-1]), dtype=np.float32)  # (H, W, K)
+            total[y0:y1, x0:x1] += part * wt[..., None]
+            weights[y0:y1, x0:x1] += wt
+            bar.update()
+    bar.close()
+    return total / weights[..., None]  # (H, W, K); every weight > 0 (distances start at 0.5 px)
+
+
+def predict_image(model: PixelNet, task: Task, image: np.ndarray, infer: InferConfig, tiles: TileConfig,
+                  device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
+    """(H, W, 3) uint8 image -> the task's prediction map (Task.finalize of the blended activations)."""
+    return task.finalize(tiled_activations(model, task, image, infer, tiles, device, progress))
+
+
+# ----------------------------------------------------------------------------- model and inputs
+
+def task_from_payload(payload: dict, out_channels: int, where: Path) -> tuple[Task, list[str]]:
+    """The Task a checkpoint was trained for, and its class names (segmentation; "0".."K-1" if unnamed)."""
+    name = payload.get("task")
+    if name not in TASKS:
+        raise ValueError(f"{where}: checkpoint names no known task ({name!r}; expected one of {list(TASKS)})")
+    task = TASKS[name](num_classes=out_channels) if name == "segmentation" else TASKS[name]()
+    if task.out_channels != out_channels:
+        raise ValueError(f"{where}: a {name} model needs {task.out_channels} outputs, this one has {out_channels}")
+    if name != "segmentation":
+        return task, []
+    if out_channels > 255:
+        raise ValueError(f"{where}: {out_channels} classes do not fit a one-channel 8-bit label map (at most 255)")
+    classes = payload.get("classes")
+    if classes is None:
+        return task, [str(k) for k in range(out_channels)]
+    if not isinstance(classes, (list, tuple)) or len(classes) != out_channels:
+        raise ValueError(f"{where}: 'classes' must list {out_channels} names, got {classes!r:.80}")
+    return task, [str(c) for c in classes]
+
+
+def load_model(path: Path, device: str | torch.device) -> tuple[PixelNet, Task, list[str]]:
+    """A trained checkpoint in eval mode on `device`, its Task and its class names."""
+    model, payload = model_from_checkpoint(Path(path))
+    task, classes = task_from_payload(payload, model.out_channels, Path(path))
+    return model.to(device), task, classes
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' (CUDA when there is one), 'cpu', 'cuda' or 'cuda:N'."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def check_inputs(paths: Sequence[Path]) -> list[Path]:
+    """Every input, checked before anything is predicted: it exists, it decodes as an image, and no
+    two share a stem (their outputs would overwrite each other). Errors name the file(s)."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no input images given")
+    stems: dict[str, Path] = {}
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such file" if not p.exists() else f"{p}: not a file")
+        if p.stem in stems:
+            raise ValueError(f"{stems[p.stem]} and {p}: two inputs named {p.stem!r} would write the same outputs")
+        stems[p.stem] = p
+    for p in paths:
+        read_image(p)  # decodes fully: a truncated or non-image file fails here, before any output
+    return paths
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def output_paths(task_name: str, out_dir: Path, stem: str) -> list[Path]:
+    return [Path(out_dir) / f"{stem}{suffix}" for suffix in SUFFIXES[task_name]]
+
+
+def _save_png(path: Path, array: np.ndarray) -> None:
+    with atomic_file(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+        np.save(f, array)
+
+
+def legend(labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """(h, w, 3) uint8 picture listing the classes present in `labels`: swatch, id, name, share of pixels."""
+    ids, counts = np.unique(labels, return_counts=True)
+    colours = palette(256)
+    font = ImageFont.load_default(size=14)
+    lines = [f"{k:3d}  {classes[k] if k < len(classes) else k}  ({100 * c / labels.size:.1f}%)" for k, c in zip(ids, counts)]
+    row, pad, swatch = 22, 8, 16
+    width = pad * 3 + swatch + max(int(font.getlength(t)) for t in lines)
+    canvas = Image.new("RGB", (width, pad * 2 + row * len(lines)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (k, text) in enumerate(zip(ids, lines)):
+        top = pad + i * row
+        draw.rectangle([pad, top + 2, pad + swatch, top + 2 + swatch], fill=tuple(int(v) for v in colours[k]), outline=(0, 0, 0))
+        draw.text((pad * 2 + swatch, top + 2), text, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+def write_outputs(task: Task, prediction: np.ndarray, out_dir: Path, stem: str, classes: Sequence[str] = ()) -> list[Path]:
+    """Write one image's prediction (Task.finalize's map) as the files named in the module doc; each
+    file appears complete or not at all."""
+    paths = output_paths(task.name, out_dir, stem)
+    if task.name == "edges":
+        _save_png(paths[0], np.round(np.clip(prediction, 0, 1) * 255).astype(np.uint8))  # (H, W) white on black
+    elif task.name == "normals":
+        _save_png(paths[0], task.visualize(prediction))  # (H, W, 3) (n + 1) * 127.5
+        _save_npy(paths[1], prediction.astype(np.float32))  # (H, W, 3)
+    elif task.name == "segmentation":
+        labels = prediction.astype(np.uint8)  # (H, W) class ids
+        _save_png(paths[0], labels)
+        _save_png(paths[1], task.visualize(labels))  # (H, W, 3) palette colours
+        _save_png(paths[2], legend(labels, classes))
+    else:
+        raise ValueError(f"no output writer for task {task.name!r}")
+    return paths
+
+
+def predict_files(checkpoint: Path, images: Sequence[Path], out_dir: Path, infer: InferConfig, tiles: TileConfig,
+                  device: str = "auto", progress: bool = False,
+                  on_image: Callable[[Path, list[Path]], None] | None = None) -> dict[Path, list[Path]]:
+    """Predict every image with the checkpoint's task and write its outputs into out_dir.
+
+    The model, the tile plan, the output folder and every input are checked before anything is
+    predicted or written; `on_image(image, written)` is called after each image's files are in place.
+    """
+    dev = resolve_device(device)
+    model, task, classes = load_model(Path(checkpoint), dev)
+    if tiles.size:
+        tiles.plan(deepest_stride(model))  # a tile too small for this model fails before any work
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a folder")
+    paths = check_inputs(images)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[Path, list[Path]] = {}
+    for path in paths:
+        prediction = predict_image(model, task, read_image(path), infer, tiles, dev, progress)
+        written[path] = write_outputs(task, prediction, out_dir, path.stem, classes)
+        if on_image is not None:
+            on_image(path, written[path])
+    return written
