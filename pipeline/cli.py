@@ -42,7 +42,7 @@ def _friendly(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (ParamsError, ShardError, ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
+        except (ParamsError, ShardError, ValueError, FileNotFoundError, KeyError, RuntimeError, FloatingPointError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             typer.echo(f"pixelnet {fn.__name__.rstrip('_').replace('_', '-')}: error: {message}", err=True)
             raise typer.Exit(2) from None
@@ -123,7 +123,7 @@ def train(
     shards: ShardsOpt,
     samples: Annotated[Path, typer.Option("--samples", help="The sample stage's folder for this task.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for model.pt (data/models/<task>).")],
-    log: Annotated[Path, typer.Option("--log", help="CSV of step, loss, lr for `dvc plots` (a PNG is written beside it).")],
+    log: Annotated[Path, typer.Option("--log", "--loss-log", help="CSV of step, loss, lr for `dvc plots` (a PNG is written beside it). Under torchrun spell it --loss-log: torchrun takes --log for an abbreviation of its own options.")],
     params: ParamsOpt = Path("params.yaml"),
     quiet: QuietOpt = False,
 ) -> None:

@@ -6,6 +6,8 @@ the previous output (or nothing) behind, never half of a new one.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -121,25 +123,65 @@ def sample(task_name: str, params: Params, shards: Path, out: Path) -> dict:
 # ----------------------------------------------------------------------------- train
 
 def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out: Path, log: Path, progress: bool = True) -> dict:
+    """Train one task; resumes from out/last.pt when it was made with the same settings and data.
+
+    Under torchrun (WORLD_SIZE > 1) every process joins one torch.distributed group (NCCL on GPUs,
+    gloo on CPUs), reads its own share of the samples, and only rank 0 writes files.
+    """
     task = make_task(task_name, params, shards)
     cfg = params.task_train[task_name]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    model = build_model(params.model, task.out_channels)
-    dataset = PixelBatches(
-        shard_paths(shards, "train"), load_indices(Path(samples) / "indices.npz"), task,
-        params.augment, params.images_per_batch, seed=cfg.seed,
-    )
-    batches = batch_loader(dataset, cfg.num_workers, pin_memory=resolve_device(cfg.device).type == "cuda",
-                           prefetch=cfg.prefetch)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = train(model, task, batches, cfg, out, Path(log), progress=progress)
-    data = np.genfromtxt(log, delimiter=",", names=True)
-    loss_curve(np.atleast_1d(data["step"]), np.atleast_1d(data["loss"]), Path(log).with_suffix(".png"), f"{task_name} training loss")
-    _atomic_json(out / "summary.json", summary)
+    rank, world = _join_process_group(cfg)
+    try:
+        if world > 1 and resolve_device(cfg.device).type == "cuda":
+            cfg = dataclasses.replace(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
+        torch.manual_seed(cfg.seed)
+        model = build_model(params.model, task.out_channels)
+        manifest = read_manifest(shards)
+        indices_path = Path(samples) / "indices.npz"
+        indices = load_indices(indices_path)
+        shard_keys = {s["name"]: s["keys"] for s in manifest["splits"]["train"]["shards"] if "keys" in s}
+        cuda = resolve_device(cfg.device).type == "cuda"
+
+        def batches(start: int):
+            dataset = PixelBatches(shard_paths(shards, "train"), indices, task, params.augment, params.images_per_batch,
+                                   seed=cfg.seed, start_batch=start, rank=rank, world_size=world, shard_keys=shard_keys)
+            return batch_loader(dataset, cfg.num_workers, pin_memory=cuda, prefetch=cfg.prefetch)
+
+        data_id = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode() + _file_sha256(indices_path).encode()
+                                 + json.dumps(dataclasses.asdict(params.augment), sort_keys=True).encode()
+                                 + str(params.images_per_batch).encode()).hexdigest()
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = train(model, task, batches, cfg, out, Path(log), progress=progress, data_id=data_id,
+                        classes=list(manifest["classes"]))
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+    if rank == 0:
+        data = np.genfromtxt(log, delimiter=",", names=True)
+        loss_curve(np.atleast_1d(data["step"]), np.atleast_1d(data["loss"]), Path(log).with_suffix(".png"), f"{task_name} training loss")
+        _atomic_json(out / "summary.json", summary)
     return summary
+
+
+def _join_process_group(cfg) -> tuple[int, int]:
+    """(rank, world size): under torchrun, join the group; otherwise (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    backend = "nccl" if resolve_device(cfg.device).type == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend=backend)
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- evaluate

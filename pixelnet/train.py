@@ -14,8 +14,15 @@ import csv
 import math
 import time
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+import random
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +53,7 @@ class TrainConfig:
     memory_format: str = "auto"         # "auto" (channels_last on CUDA), "channels_last" or "contiguous"
     compile: bool = False               # torch.compile the model for training
     prefetch: int = 4                   # batches each loader worker keeps ready (num_workers > 0)
+    max_skipped: int = 10               # unreadable training samples tolerated before training fails
 
     def __post_init__(self) -> None:
         for name in ("iterations", "log_every"):
@@ -71,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"train.memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {self.memory_format!r}")
         if self.prefetch < 1:
             raise ValueError(f"train.prefetch must be >= 1, got {self.prefetch}")
+        if self.max_skipped < 0:
+            raise ValueError(f"train.max_skipped must be >= 0, got {self.max_skipped}")
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -115,101 +125,225 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * config.lr_gamma ** sum(step >= s for s in config.lr_steps)
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT arrived; the state at the last finished step was saved for a resume."""
+
+
+class TooManySkipped(RuntimeError):
+    """More training samples were unreadable than train.max_skipped allows."""
+
+
+# Settings that change what training computes; the others (logging, loader processes, checkpoint
+# cadence, thread count) can differ between a run and its resume.
+_NOT_FINGERPRINTED = ("log_every", "checkpoint_every", "num_workers", "prefetch", "threads", "max_skipped")
+
+
+def fingerprint(model: PixelNet, task: Task, config: TrainConfig, data_id: str) -> str:
+    """What a checkpoint must match to be resumed: model and task, training settings, data."""
+    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_FINGERPRINTED}
+    blob = json.dumps({"model": asdict(model.config), "out": model.out_channels, "task": task.name,
+                       "train": settings, "data": data_id}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_state(path: Path, model: PixelNet, optimizer: torch.optim.Optimizer, step: int, task: Task, print_: str,
+                skipped: int, rows: list, window: list[float], skipped_ids: set[str]) -> None:
+    """Everything a resume needs, atomically (temp file, then rename): a kill never leaves half of it."""
+    save_checkpoint(path, model, {"step": step, "task": task.name, "optimizer": optimizer.state_dict(),
+                                  "rng": _rng_state(), "fingerprint": print_, "skipped": skipped, "log": rows,
+                                  "window": window, "skipped_ids": sorted(skipped_ids)})
+
+
+def _resumable(path: Path, print_: str, say) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, OSError, EOFError) as err:
+        say(f"{path}: unreadable checkpoint ({err}); starting from scratch")
+        return None
+    if state.get("fingerprint") != print_:
+        say(f"{path}: made with other settings or data; starting from scratch")
+        return None
+    return state
+
+
 def train(
     model: PixelNet,
     task: Task,
-    batches: Iterator[Batch],
+    batches: Iterator[Batch] | Callable[[int], Iterator[Batch]],
     config: TrainConfig,
     out_dir: Path,
     log_path: Path,
     progress: bool = True,
     timing_warmup: int = 10,
+    data_id: str = "",
+    classes: list[str] | None = None,
 ) -> dict:
     """Train for config.iterations steps; write out_dir/model.pt and a per-step loss CSV at log_path.
+
+    `batches` is a stream, or a function from a start step to the stream from that step on; given
+    the function, training resumes from out_dir/last.pt when that checkpoint was made with the same
+    model, task, settings and data (`data_id`), and says so. last.pt holds the model, the optimizer,
+    the step, every RNG and the log so far; it is written every `checkpoint_every` steps and when
+    SIGTERM or SIGINT arrives (then TrainingInterrupted is raised). Under torch.distributed
+    (initialised by the caller) the model is wrapped in DistributedDataParallel and only rank 0
+    writes files.
 
     The summary's "throughput" covers the steps after the first `timing_warmup` (compilation and
     allocator warm-up): images/s, batches/s, and the share of wall time spent waiting for batches.
     """
     fast = FastPath.resolve(config)
     device = fast.device
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank = torch.distributed.get_rank() if distributed else 0
+    writer_rank = rank == 0
+    say = (lambda msg: tqdm.write(f"train {task.name}: {msg}", file=sys.stderr)) if writer_rank else (lambda msg: None)
     model.to(device).train()
     if fast.channels_last:
         model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if fast.compile else model
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    log_path = Path(log_path)
+    out_dir, log_path = Path(out_dir), Path(log_path)
+    state_path = out_dir / "last.pt"
+    print_ = fingerprint(model, task, config, data_id)
+    start, skipped, rows, window = 0, 0, [], []
+    skipped_ids: set[str] = set()  # bad samples come round every epoch; they are reported and counted once
+    resumable = callable(batches)
+    state = _resumable(state_path, print_, say) if resumable else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        start, skipped, rows = int(state["step"]), int(state["skipped"]), list(state["log"])
+        window = list(state.get("window", []))
+        skipped_ids = set(state.get("skipped_ids", []))
+        say(f"resuming from step {start} of {config.iterations} ({state_path})")
+    stream = batches(start) if resumable else batches
+    net = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(net) if fast.compile else net
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_log = log_path.with_name(f".{log_path.name}.tmp")
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    stop: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
     started = time.perf_counter()
-    timing_warmup = min(timing_warmup, config.iterations - 1)
+    timing_warmup = min(max(timing_warmup, start), config.iterations - 1)
     timed_from = started
     waited = 0.0
     images = 0
-    pending: list[torch.Tensor] = []  # this window's losses, still on the device
-    window_start = 0
+    pending = [torch.tensor(v, device=device) for v in window]  # this window's losses, still on the device
+    window_start = start - len(window)
     value = float("nan")
-    with open(tmp_log, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["step", "loss", "lr"])
-        bar = tqdm(range(config.iterations), desc=f"train {task.name}", disable=not progress, unit="it")
-        for step in bar:
-            if step == timing_warmup:
-                sync()
-                timed_from, waited, images = time.perf_counter(), 0.0, 0
-            lr = learning_rate(config, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            t0 = time.perf_counter()
-            batch = next(batches).to(device)
-            if fast.channels_last:
-                batch.images = batch.images.contiguous(memory_format=torch.channels_last)
-            waited += time.perf_counter() - t0
-            images += batch.images.shape[0]
-            with fast.autocast():
-                outputs = forward(batch.images, batch.coords)  # (B, N, K)
-            b, n, k = outputs.shape
-            loss = task.loss(
-                outputs.reshape(b * n, k).float(),
-                batch.targets.reshape(b * n, *batch.targets.shape[2:]),
-                batch.weight.reshape(b * n),
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
-            optimizer.step()
-            pending.append(loss.detach())
-            last = step + 1 == config.iterations
-            log_now = (step + 1) % config.log_every == 0 or last
-            checkpoint_now = config.checkpoint_every and (step + 1) % config.checkpoint_every == 0
-            if log_now or checkpoint_now:
-                values = torch.stack(pending).float().cpu().numpy()  # the only host sync
-                bad = np.flatnonzero(~np.isfinite(values))
-                if bad.size:
-                    raise FloatingPointError(
-                        f"train: non-finite loss {values[bad[0]]} at step {window_start + int(bad[0])} (lower train.lr?)")
-                value = float(values[-1])
-                if log_now:
-                    mean = float(values.mean())
-                    writer.writerow([step + 1, f"{mean:.6f}", f"{lr:.6g}"])
-                    fh.flush()  # so the log can be followed while training runs
-                    bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2g}")
-                    pending, window_start = [], step + 1
-                if checkpoint_now:
-                    save_checkpoint(Path(out_dir) / "last.pt", model, {"step": step + 1, "task": task.name})
+    try:
+        with open(tmp_log if writer_rank else os.devnull, "w", newline="") as fh:  # one writer: rank 0
+            writer = csv.writer(fh)
+            writer.writerow(["step", "loss", "lr"])
+            writer.writerows(rows)
+            bar = tqdm(range(start, config.iterations), desc=f"train {task.name}", disable=not (progress and writer_rank),
+                       unit="it", initial=start, total=config.iterations)
+            for step in bar:
+                if step == timing_warmup:
+                    sync()
+                    timed_from, waited, images = time.perf_counter(), 0.0, 0
+                lr = learning_rate(config, step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                t0 = time.perf_counter()
+                batch = next(stream)
+                for line in batch.skipped:
+                    sample_id = ": ".join(line.split(": ")[:2])  # "<shard>: <key>": each bad sample counts once
+                    if sample_id not in skipped_ids:
+                        skipped_ids.add(sample_id)
+                        skipped += 1
+                        say(f"skipped {line}")
+                if skipped > config.max_skipped:
+                    raise TooManySkipped(f"{skipped} training samples could not be read, more than train.max_skipped="
+                                         f"{config.max_skipped} (the last: {batch.skipped[-1]})")
+                batch = batch.to(device)
+                if fast.channels_last:
+                    batch.images = batch.images.contiguous(memory_format=torch.channels_last)
+                waited += time.perf_counter() - t0
+                images += batch.images.shape[0]
+                with fast.autocast():
+                    outputs = forward(batch.images, batch.coords)  # (B, N, K)
+                b, n, k = outputs.shape
+                loss = task.loss(
+                    outputs.reshape(b * n, k).float(),
+                    batch.targets.reshape(b * n, *batch.targets.shape[2:]),
+                    batch.weight.reshape(b * n),
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+                optimizer.step()
+                pending.append(loss.detach())
+                last = step + 1 == config.iterations
+                log_now = (step + 1) % config.log_every == 0 or last
+                checkpoint_now = (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0) or bool(stop)
+                if log_now or checkpoint_now:
+                    values = torch.stack(pending).float().cpu().numpy()  # the only host sync
+                    bad = np.flatnonzero(~np.isfinite(values))
+                    if bad.size:
+                        raise FloatingPointError(
+                            f"train: non-finite loss {values[bad[0]]} at step {window_start + int(bad[0])} (lower train.lr?); "
+                            f"the last good checkpoint is kept")
+                    value = float(values[-1])
+                    if log_now:
+                        mean = float(values.mean())
+                        row = [step + 1, f"{mean:.6f}", f"{lr:.6g}"]
+                        rows.append(row)
+                        writer.writerow(row)
+                        fh.flush()  # so the log can be followed while training runs
+                        bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2g}")
+                        pending, window_start = [], step + 1
+                    if checkpoint_now and writer_rank:
+                        window = [float(v) for v in values] if pending else []  # losses not yet in a log row
+                        _save_state(state_path, model, optimizer, step + 1, task, print_, skipped, rows, window, skipped_ids)
+                if stop:
+                    raise TrainingInterrupted(f"stopped by signal {stop[0]} after step {step + 1}; "
+                                              f"state saved to {state_path}: re-run the same command to resume")
+    except BaseException:
+        if writer_rank:
+            tmp_log.unlink(missing_ok=True)  # the log so far lives on in last.pt; no half-written CSV
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     sync()
     ended = time.perf_counter()
-    tmp_log.replace(log_path)
+    if writer_rank:
+        tmp_log.replace(log_path)
     seconds = ended - started
     timed = ended - timed_from
     steps_timed = config.iterations - timing_warmup
     summary = {"task": task.name, "iterations": config.iterations, "seconds": round(seconds, 2),
-               **fast.describe(), "final_loss": value,
+               **fast.describe(), "final_loss": value, "resumed_from": start, "skipped_samples": skipped,
                "throughput": {"steps": steps_timed, "seconds": round(timed, 3),
-                              "images_per_s": round(images / timed, 2), "batches_per_s": round(steps_timed / timed, 3),
-                              "data_wait_share": round(waited / timed, 4)}}
-    save_checkpoint(Path(out_dir) / "model.pt", model.cpu(), {"step": config.iterations, "task": task.name, "summary": summary})
+                              "images_per_s": round(images / max(timed, 1e-9), 2),
+                              "batches_per_s": round(steps_timed / max(timed, 1e-9), 3),
+                              "data_wait_share": round(waited / max(timed, 1e-9), 4)}}
+    if writer_rank:
+        save_checkpoint(out_dir / "model.pt", model.cpu(), {"step": config.iterations, "task": task.name,
+                                                             "summary": summary, "classes": classes})
     return summary

@@ -126,7 +126,8 @@ def decode(sample: dict[str, Any], source: str = "") -> Record:
             record["boundaries"] = _unpacked(sample["boundaries.npz"])
     except ShardError:
         raise
-    except (OSError, ValueError, KeyError, json.JSONDecodeError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, SyntaxError, json.JSONDecodeError, zipfile.BadZipFile) as err:
+        # PIL reports a PNG chunk with a bad CRC as SyntaxError("broken PNG file")
         raise ShardError(f"{where}: cannot decode sample ({err})") from err
     h, w = record["image"].shape[:2]
     for name in ("label", "edge", "normal"):
@@ -182,10 +183,11 @@ def _write_split(records: Iterable[Record], folder: Path, split: str, num_classe
             if writer is not None:
                 writer.close()
             name = f"{split}-{len(shards):06d}.tar"
-            shards.append({"name": name, "count": 0})
+            shards.append({"name": name, "count": 0, "keys": []})
             writer = wds.TarWriter(str(folder / name), mtime=0)  # fixed mtime: the same records give the same bytes
         writer.write(encode(record))
         shards[-1]["count"] += 1
+        shards[-1]["keys"].append(record["key"])  # lets training name the samples a damaged shard loses
         count += 1
         h, w = record["image"].shape[:2]
         sizes[f"{h}x{w}"] += 1
