@@ -149,7 +149,8 @@ def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out
                                    seed=cfg.seed, start_batch=start, rank=rank, world_size=world, shard_keys=shard_keys)
             return batch_loader(dataset, cfg.num_workers, pin_memory=cuda, prefetch=cfg.prefetch)
 
-        data_id = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode() + _file_sha256(indices_path).encode()
+        data_id = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()
+                                 + fetch.digests(indices_path, ("sha256",))["sha256"].encode()
                                  + json.dumps(dataclasses.asdict(params.augment), sort_keys=True).encode()
                                  + str(params.images_per_batch).encode()).hexdigest()
         out = Path(out)
@@ -174,14 +175,6 @@ def _join_process_group(cfg) -> tuple[int, int]:
     backend = "nccl" if resolve_device(cfg.device).type == "cuda" else "gloo"
     torch.distributed.init_process_group(backend=backend)
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- evaluate
