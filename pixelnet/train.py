@@ -11,7 +11,6 @@ summary says how much of the run was spent waiting for data.
 from __future__ import annotations
 
 import csv
-import math
 import time
 import contextlib
 import hashlib

@@ -1,9 +1,7 @@
 """Every stage once through Typer's runner on a tiny dataset, plus help and error behaviour."""
 
 import json
-from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 

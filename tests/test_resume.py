@@ -3,14 +3,12 @@ weights as an uninterrupted run; SIGTERM saves the state first; changed settings
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 

@@ -1,7 +1,6 @@
 """The GPU fast path of the training loop, exercised on the CPU where torch supports it:
 bf16 autocast, channels_last, torch.compile, deferred loss checks, throughput figures, `bench train`."""
 
-import itertools
 import json
 import shutil
 

@@ -201,12 +201,17 @@ def run(bench: TrainBench, device_name: str, inputs: tuple[str, ...] = INPUTS) -
         # projecting first does less work, so it can pass shares a textbook step could not reach.
         roofline = peak * 1e12 / row["standard_flops_per_image"]
         achieved = row["images_per_s"] * row["flops_per_image"] / 1e12  # TFLOP/s actually computed
-        row.update(roofline_images_per_s=round(roofline, 1), roofline_share=round(row["images_per_s"] / roofline, 4),
-                   achieved_tflops=round(achieved, 2), hardware_share=round(achieved / peak, 4))
+        row.update(roofline_images_per_s=round(roofline, 1), roofline_share=_sig(row["images_per_s"] / roofline),
+                   achieved_tflops=_sig(achieved), hardware_share=_sig(achieved / peak))
         rows.append(row)
     return {"device": describe_device(device), "peak_bf16_tflops": round(peak, 1),
             "peak_measured": not bench.peak_tflops, "settings": asdict(bench), "rows": rows,
             "torch": torch.__version__}
+
+
+def _sig(x: float) -> float:
+    """Four significant digits: a tiny model's share of a big GPU's peak must not round to 0."""
+    return float(f"{x:.4g}")
 
 
 def table(report: dict) -> str:

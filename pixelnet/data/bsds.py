@@ -22,7 +22,6 @@ of annotators reaches the consensus.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import tarfile
@@ -36,6 +35,7 @@ from tqdm import tqdm
 
 from pixelnet.atomic import atomic_dir
 from pixelnet.data import fetch
+from pixelnet.data.images import decode_rgb
 from pixelnet.data.shards import Record
 from pixelnet.metrics.edges_io import read_ground_truth
 
@@ -282,14 +282,6 @@ def _raw_meta(raw_dir: Path) -> dict:
     return meta
 
 
-def _decode_jpeg(data: bytes, path: Path) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))  # (H, W, 3)
-    except OSError as err:
-        raise ValueError(f"{path}: unreadable image ({err})") from err
-
-
 def read_split(raw_dir: Path, split: str) -> Iterator[Record]:
     """Records of one split in sorted id order: image (+ its JPEG bytes), edge count, boundaries."""
     if split not in SPLITS:
@@ -301,7 +293,7 @@ def read_split(raw_dir: Path, split: str) -> Iterator[Record]:
         raise ValueError(f"{raw_dir / 'images' / split}: {len(images)} images, but dataset.json says {expected}")
     for path in images:
         jpeg = path.read_bytes()
-        image = _decode_jpeg(jpeg, path)
+        image = decode_rgb(jpeg, path)
         mat = raw_dir / "groundTruth" / split / f"{path.stem}.mat"
         if not mat.is_file():
             raise FileNotFoundError(f"{mat}: not found")
@@ -353,7 +345,7 @@ def read_hed(raw_dir: Path, annotators: dict[str, int]) -> Iterator[Record]:
         if stem not in annotators:
             continue
         jpeg = (hed / img).read_bytes()
-        image = _decode_jpeg(jpeg, hed / img)
+        image = decode_rgb(jpeg, hed / img)
         try:
             with Image.open(hed / gt) as im:
                 if im.mode not in ("L", "RGB", "RGBA", "LA"):

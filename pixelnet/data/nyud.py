@@ -81,6 +81,7 @@ from tqdm import tqdm
 
 from pixelnet.atomic import atomic_dir
 from pixelnet.data import fetch
+from pixelnet.data.images import decode_rgb
 from pixelnet.data.bsds import _Origin
 from pixelnet.data.shards import Record
 
@@ -384,7 +385,7 @@ def _install_raw_frames(location: str, tmp: Path, limit: int, progress: bool) ->
         dropped = 0
         for img, nrm in tqdm(pairs, desc="nyud raw frames", unit="frame", disable=not progress):
             data = origin.read(img)
-            image = _decode_image(data, f"{path}/{img}")
+            image = decode_rgb(data, f"{path}/{img}")
             try:
                 normal = np.load(io.BytesIO(origin.read(nrm)), allow_pickle=False)
             except (ValueError, OSError, EOFError) as err:
@@ -475,14 +476,6 @@ def _raw_meta(raw_dir: Path) -> dict:
     return meta
 
 
-def _decode_image(data: bytes, where: str) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))  # (H, W, 3)
-    except OSError as err:
-        raise ValueError(f"{where}: unreadable image ({err})") from err
-
-
 def _read_normal(path: Path, shape: tuple[int, int]) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
@@ -507,7 +500,7 @@ def read_split(raw_dir: Path, split: str) -> Iterator[Record]:
         raise ValueError(f"{raw_dir / 'images' / split}: {len(images)} images, but dataset.json says {expected}")
     info = {"annotators": 1, "dataset": NYUD_NAME, "split": split}
     for path in images:
-        image = _decode_image(path.read_bytes(), str(path))
+        image = decode_rgb(path.read_bytes(), str(path))
         normal = _read_normal(raw_dir / "normals" / split / f"{path.stem}.npy", image.shape[:2])
         yield {"key": f"nyud-{split}-{path.stem}", "image": image, "normal": normal, "meta": dict(info)}
     if split != "train" or not int(meta["raw_frames"]):
@@ -521,7 +514,7 @@ def read_split(raw_dir: Path, split: str) -> Iterator[Record]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found (listed in {listing})")
         data = path.read_bytes()
-        image = _decode_image(data, str(path))
+        image = decode_rgb(data, str(path))
         normal = _read_normal(raw_dir / "raw_frames" / (_IMAGE.match(name).group(1) + _NORMAL_SUFFIX), image.shape[:2])
         record = {"key": _raw_key(name), "image": image, "normal": normal, "meta": dict(info)}
         if name.lower().endswith((".jpg", ".jpeg")):

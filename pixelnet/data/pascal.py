@@ -60,7 +60,6 @@ val (1,449).
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -78,6 +77,7 @@ from scipy.io.matlab import MatReadError
 
 from pixelnet.atomic import atomic_dir
 from pixelnet.data import fetch
+from pixelnet.data.images import decode_rgb
 from pixelnet.data.bsds import _Origin
 from pixelnet.data.shards import Record
 
@@ -563,14 +563,6 @@ def _raw_meta(raw_dir: Path) -> dict:
     return meta
 
 
-def _decode_jpeg(data: bytes, where: Path) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))  # (H, W, 3)
-    except OSError as err:
-        raise ValueError(f"{where}: unreadable image ({err})") from err
-
-
 def _context_lut(protocol: dict) -> np.ndarray:
     """labels.txt id -> output label: the kept classes in order, everything else background."""
     lut = np.full(int(protocol["max_source_id"]) + 1, protocol["background_label"], dtype=np.uint8)
@@ -660,7 +652,7 @@ def read_split(raw_dir: Path, split: str) -> Iterator[Record]:
         if not jpg.is_file():
             raise FileNotFoundError(f"{jpg}: not found")
         jpeg = jpg.read_bytes()
-        image = _decode_jpeg(jpeg, jpg)
+        image = decode_rgb(jpeg, jpg)
         if lut is not None:
             label_path, reader = raw_dir / "labels" / f"{stem}.mat", partial(read_context_label, lut=lut)
         elif (raw_dir / "voc" / f"{stem}.png").is_file():
