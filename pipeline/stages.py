@@ -149,7 +149,7 @@ def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out
                                    seed=cfg.seed, start_batch=start, rank=rank, world_size=world, shard_keys=shard_keys)
             return batch_loader(dataset, cfg.num_workers, pin_memory=cuda, prefetch=cfg.prefetch)
 
-        data_id = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()
+        data_id = hashlib.sha256(_code_id().encode() + json.dumps(manifest, sort_keys=True).encode()
                                  + fetch.digests(indices_path, ("sha256",))["sha256"].encode()
                                  + json.dumps(dataclasses.asdict(params.augment), sort_keys=True).encode()
                                  + str(params.images_per_batch).encode()).hexdigest()
@@ -165,6 +165,21 @@ def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out
         loss_curve(np.atleast_1d(data["step"]), np.atleast_1d(data["loss"]), Path(log).with_suffix(".png"), f"{task_name} training loss")
         _atomic_json(out / "summary.json", summary)
     return summary
+
+
+# The library code the train stage runs (dvc.yaml's train deps): a checkpoint made by other code is
+# not resumed, since DVC re-runs the stage after a code change to get that code's result.
+_TRAIN_CODE = ("model", "tasks", "train.py", "data/loader.py", "data/transforms.py")
+
+
+def _code_id() -> str:
+    root = Path(__file__).resolve().parents[1] / "pixelnet"
+    digest = hashlib.sha256()
+    for part in _TRAIN_CODE:
+        path = root / part
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
 
 
 def _join_process_group(cfg) -> tuple[int, int]:
