@@ -344,6 +344,19 @@ def _command_line() -> str:
     return shlex.join(["pixelnet", *sys.argv[1:]])
 
 
+def _save_report(out: Path, report: dict, title: str, details: list[str], table_text: str) -> None:
+    """The report, stamped with the command and date, as JSON at `out` and a Markdown page beside it."""
+    from pixelnet.atomic import atomic_write_text
+
+    report.update(command=_command_line(), date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    page = [f"# {title}", "", f"* command: `{report['command']}`", f"* date: {report['date']}",
+            *(f"* {d}" for d in details), "", table_text, ""]
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(page))
+    typer.echo(table_text)
+    typer.echo(f"→ {out}")
+
+
 @bench_app.command("hypercolumns")
 def hypercolumns(
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")] = None,
@@ -370,7 +383,6 @@ def hypercolumns(
     against FCN's dense upsampling (head on every pixel, or on the sampled pixels only), for linear
     and MLP heads, with and without fc7. Each variant runs in its own process; a dense variant that
     cannot fit is reported as such."""
-    from pixelnet.atomic import atomic_write_text
     from pixelnet.bench.hypercolumns import HEADS, METHODS, HypercolumnBench, Variant, run, table
     from pixelnet.model.trunk import LAYERS
 
@@ -401,15 +413,9 @@ def hypercolumns(
     except (ValueError, RuntimeError) as err:
         typer.echo(f"pixelnet bench hypercolumns: error: {err}", err=True)
         raise typer.Exit(2) from None
-    report = {**report, "command": _command_line(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    text = table(report)
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), f"# Sparse vs dense hypercolumns on {report['device']}\n\n"
-                      f"* command: `{report['command']}`\n* date: {report['date']}\n* torch {report['torch']}, "
-                      f"{bench.precision}, {bench.image_size}² input, {bench.images} image(s) x {bench.samples} samples, "
-                      f"dense upsampling: {bench.upsample}\n\n{text}\n")
-    typer.echo(text)
-    typer.echo(f"→ {out}")
+    _save_report(out, report, f"Sparse vs dense hypercolumns on {report['device']}",
+                 [f"torch {report['torch']}, {bench.precision}, {bench.image_size}² input, {bench.images} image(s) x "
+                  f"{bench.samples} samples, dense upsampling: {bench.upsample}"], table(report))
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -424,7 +430,6 @@ def sampling(
 ) -> None:
     """Numba sampling kernels against their NumPy twins on 481x321 maps: microseconds per image for
     uniform, edge-biased and class-stratified sampling."""
-    from pixelnet.atomic import atomic_write_text
     from pixelnet.bench.sampling import SamplingBench, run, table
 
     try:
@@ -434,15 +439,11 @@ def sampling(
     except ValueError as err:
         typer.echo(f"pixelnet bench sampling: error: {err}", err=True)
         raise typer.Exit(2) from None
-    report = {**report, "command": _command_line(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": {"cpu_count": os.cpu_count(), "processor": _cpu_name()}}
-    text = table(report)
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), f"# Sampling kernels: Numba against NumPy\n\n* command: `{report['command']}`\n"
-                      f"* date: {report['date']}\n* machine: {report['machine']['processor']}, one thread\n"
-                      f"* {report['pixels']} pixels x {report['draws']} draw(s) per call on {report['image'][1]}x{report['image'][0]} maps\n\n{text}\n")
-    typer.echo(text)
-    typer.echo(f"→ {out}")
+    report["machine"] = {"cpu_count": os.cpu_count(), "processor": _cpu_name()}
+    _save_report(out, report, "Sampling kernels: Numba against NumPy",
+                 [f"machine: {report['machine']['processor']}, one thread",
+                  f"{report['pixels']} pixels x {report['draws']} draw(s) per call on {report['image'][1]}x{report['image'][0]} maps"],
+                 table(report))
 
 
 def _cpu_name() -> str:
@@ -450,7 +451,7 @@ def _cpu_name() -> str:
 
     from pixelnet.bench.measure import describe_device
 
-    return describe_device(torch.device("cpu")).removeprefix("cpu: ")
+    return describe_device(torch.device("cpu")).removeprefix("cpu: ").split(" (")[0]
 
 
 # ----------------------------------------------------------------------------- train
@@ -481,7 +482,6 @@ def train_speed(
 ) -> None:
     """Training speed of the one training loop at the paper's full configuration: images/s, batches/s,
     share of time waiting for data, and share of the bf16 roofline, on synthetic batches and on real shards."""
-    from pixelnet.atomic import atomic_write_text
     from pixelnet.bench.train import INPUTS, TrainBench, describe, run, table
     from pixelnet.model.trunk import LAYERS
 
@@ -502,10 +502,6 @@ def train_speed(
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         typer.echo(f"pixelnet bench train: error: {err}", err=True)
         raise typer.Exit(2) from None
-    report = {**report, "command": _command_line(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    text = table(report)
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), f"# Training speed on {report['device']}\n\n* command: `{report['command']}`\n"
-                      f"* date: {report['date']}\n* torch {report['torch']}; {describe(report)}\n\n{text}\n")
-    typer.echo(f"{describe(report)}\n{text}")
-    typer.echo(f"→ {out}")
+    typer.echo(describe(report))
+    _save_report(out, report, f"Training speed on {report['device']}", [f"torch {report['torch']}; {describe(report)}"],
+                 table(report))

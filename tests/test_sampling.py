@@ -251,3 +251,28 @@ def test_image_seed_is_stable_and_order_free() -> None:
     seeds = [image_seed(123, f"key{i}") for i in range(100)]
     assert all(0 <= s < 2**32 for s in seeds)
     assert len(set(seeds)) == 100
+
+
+def test_sampling_bench_maps_look_like_targets_and_the_cli_writes_the_schema(tmp_path):
+    """The bench's maps are what the sample stage sees (label maps with an ignore band, thin edge maps),
+    and `pixelnet bench sampling` writes {"rows": [{strategy, classes, numba_us, numpy_us}]}."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pixelnet.bench.sampling import HEIGHT, WIDTH, SamplingBench, make_maps
+
+    bench = SamplingBench(classes=(21,), maps=2)
+    labels = make_maps(bench, "stratified", 21)[0]
+    assert labels.shape == (HEIGHT, WIDTH) and (labels == -1).any() and 5 < len(np.unique(labels[labels >= 0])) <= 21
+    edges = make_maps(bench, "edge_biased", 2)[0]
+    assert set(np.unique(edges)) == {0, 1} and 0.01 < edges.mean() < 0.2
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["bench", "sampling", "--classes", "21", "--repeats", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["strategy"], r["classes"]) for r in rows] == [("uniform", 1), ("edge_biased", 2), ("stratified", 21)]
+    assert all(r["numba_us"] > 0 and r["numpy_us"] > 0 for r in rows)
+    bad = CliRunner().invoke(app, ["bench", "sampling", "--classes", "300", "--out", str(tmp_path / "x.json")])
+    assert bad.exit_code == 2 and "--classes" in bad.output and not (tmp_path / "x.json").exists()

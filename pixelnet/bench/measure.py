@@ -34,16 +34,19 @@ def describe_device(device: torch.device) -> str:
     return f"cpu: {name} ({torch.get_num_threads()} threads)"
 
 
+def _proc_kib(path: str, field: str) -> int | None:
+    """A "<field>: <n> kB" line of a Linux /proc file, in KiB; None where there is no such file or line."""
+    try:
+        with open(path) as fh:
+            return next((int(line.split()[1]) for line in fh if line.startswith(f"{field}:")), None)
+    except OSError:
+        return None
+
+
 def rss_mb() -> float:
     """Current resident set in MiB (Linux /proc; falls back to the peak elsewhere)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return peak_rss_mb()
+    kib = _proc_kib("/proc/self/status", "VmRSS")
+    return kib / 1024 if kib is not None else peak_rss_mb()
 
 
 def peak_rss_mb() -> float:
@@ -52,22 +55,17 @@ def peak_rss_mb() -> float:
 
 def available_mb() -> float:
     """Memory the OS could give us now (MemAvailable), in MiB."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**20
+    kib = _proc_kib("/proc/meminfo", "MemAvailable")
+    return kib / 1024 if kib is not None else float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**20
 
 
 def limit_address_space(extra_mb: float) -> None:
     """Cap this process's address space at its current size plus extra_mb, so an allocation beyond the
     budget fails with an error we can report instead of the kernel's OOM killer ending the machine's work."""
-    with open("/proc/self/status") as fh:
-        vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
-    cap = vm + int(extra_mb * 2**20)
+    vm = _proc_kib("/proc/self/status", "VmSize")
+    if vm is None:
+        return  # no /proc: no cap (an allocation beyond the budget then fails however the OS fails it)
+    cap = vm * 1024 + int(extra_mb * 2**20)
     resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
