@@ -16,9 +16,7 @@ from typing import Any
 
 import yaml
 
-from pixelnet.data.bsds import BsdsConfig
 from pixelnet.data.registry import SOURCES
-from pixelnet.data.synthetic import SyntheticConfig
 from pixelnet.data.transforms import AugmentConfig
 from pixelnet.infer import InferConfig
 from pixelnet.metrics.edges import BoundaryConfig
@@ -71,14 +69,6 @@ class Params:
     task_train: dict[str, TrainConfig]    # per task: train with tasks.<task>.train applied
     augment: AugmentConfig
     evaluate: EvalParams
-
-    @property
-    def synthetic(self) -> SyntheticConfig:
-        return self.data["synthetic"]
-
-    @property
-    def bsds500(self) -> BsdsConfig:
-        return self.data["bsds500"]
 
     @property
     def infer(self) -> InferConfig:

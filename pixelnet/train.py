@@ -159,10 +159,10 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _save_state(path: Path, model: PixelNet, optimizer: torch.optim.Optimizer, step: int, task: Task, print_: str,
-                skipped: int, rows: list, window: list[float], skipped_ids: set[str]) -> None:
+                rows: list, window: list[float], skipped_ids: set[str]) -> None:
     """Everything a resume needs, atomically (temp file, then rename): a kill never leaves half of it."""
     save_checkpoint(path, model, {"step": step, "task": task.name, "optimizer": optimizer.state_dict(),
-                                  "rng": _rng_state(), "fingerprint": print_, "skipped": skipped, "log": rows,
+                                  "rng": _rng_state(), "fingerprint": print_, "log": rows,
                                   "window": window, "skipped_ids": sorted(skipped_ids)})
 
 
@@ -175,7 +175,7 @@ def _resumable(path: Path, print_: str, say) -> dict | None:
         say(f"{path}: unreadable checkpoint ({err}); starting from scratch")
         return None
     if state.get("fingerprint") != print_:
-        say(f"{path}: made with other settings or data; starting from scratch")
+        say(f"{path}: made with other settings, data or code; starting from scratch")
         return None
     return state
 
@@ -220,7 +220,7 @@ def train(
     out_dir, log_path = Path(out_dir), Path(log_path)
     state_path = out_dir / "last.pt"
     print_ = fingerprint(model, task, config, data_id)
-    start, skipped, rows, window = 0, 0, [], []
+    start, rows, window = 0, [], []
     skipped_ids: set[str] = set()  # bad samples come round every epoch; they are reported and counted once
     resumable = callable(batches)
     state = _resumable(state_path, print_, say) if resumable else None
@@ -228,9 +228,8 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
-        start, skipped, rows = int(state["step"]), int(state["skipped"]), list(state["log"])
-        window = list(state.get("window", []))
-        skipped_ids = set(state.get("skipped_ids", []))
+        start, rows, window = int(state["step"]), list(state["log"]), list(state["window"])
+        skipped_ids = set(state["skipped_ids"])
         say(f"resuming from step {start} of {config.iterations} ({state_path})")
     stream = batches(start) if resumable else batches
     net = model
@@ -246,7 +245,7 @@ def train(
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
     started = time.perf_counter()
-    timing_warmup = min(max(timing_warmup, start), config.iterations - 1)
+    timing_warmup = min(start + timing_warmup, config.iterations - 1)  # warm-up again after a resume
     timed_from = started
     waited = 0.0
     images = 0
@@ -273,10 +272,9 @@ def train(
                     sample_id = ": ".join(line.split(": ")[:2])  # "<shard>: <key>": each bad sample counts once
                     if sample_id not in skipped_ids:
                         skipped_ids.add(sample_id)
-                        skipped += 1
                         say(f"skipped {line}")
-                if skipped > config.max_skipped:
-                    raise TooManySkipped(f"{skipped} training samples could not be read, more than train.max_skipped="
+                if len(skipped_ids) > config.max_skipped:
+                    raise TooManySkipped(f"{len(skipped_ids)} training samples could not be read, more than train.max_skipped="
                                          f"{config.max_skipped} (the last: {batch.skipped[-1]})")
                 batch = batch.to(device)
                 if fast.channels_last:
@@ -318,7 +316,7 @@ def train(
                         pending, window_start = [], step + 1
                     if checkpoint_now and writer_rank:
                         window = [float(v) for v in values] if pending else []  # losses not yet in a log row
-                        _save_state(state_path, model, optimizer, step + 1, task, print_, skipped, rows, window, skipped_ids)
+                        _save_state(state_path, model, optimizer, step + 1, task, print_, rows, window, skipped_ids)
                 if stop:
                     raise TrainingInterrupted(f"stopped by signal {stop[0]} after step {step + 1}; "
                                               f"state saved to {state_path}: re-run the same command to resume")
@@ -335,9 +333,9 @@ def train(
         tmp_log.replace(log_path)
     seconds = ended - started
     timed = ended - timed_from
-    steps_timed = config.iterations - timing_warmup
+    steps_timed = max(config.iterations - timing_warmup, 0)
     summary = {"task": task.name, "iterations": config.iterations, "seconds": round(seconds, 2),
-               **fast.describe(), "final_loss": value, "resumed_from": start, "skipped_samples": skipped,
+               **fast.describe(), "final_loss": value, "resumed_from": start, "skipped_samples": len(skipped_ids),
                "throughput": {"steps": steps_timed, "seconds": round(timed, 3),
                               "images_per_s": round(images / max(timed, 1e-9), 2),
                               "batches_per_s": round(steps_timed / max(timed, 1e-9), 3),

@@ -308,7 +308,8 @@ def test_hed_checksum_mismatch(tmp_path, mini_data):
 def test_repository_params_keep_bsds500_opt_in():
     params = load_params(REPO / "params.yaml")
     assert params.datasets == ("synthetic",)  # default `dvc repro`: no ../shared, no network
-    assert params.bsds500.source == "../shared/datasets/BSR" and params.bsds500.train_splits == ("train", "val")
+    bsds = params.data["bsds500"]
+    assert bsds.source == "../shared/datasets/BSR" and bsds.train_splits == ("train", "val")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["datasets"] = ["synthetic", "bsds500"]
     raw["tasks"]["edges"]["dataset"] = "bsds500"  # the documented `dvc exp run -S ...` override

@@ -191,8 +191,8 @@ class PixelBatches(IterableDataset):
                     lines.append(f"{url}: unreadable from here on, the rest of the shard skipped ({why})")
                 continue
             seen = keys_seen.get(url, set())
-            lines += [f"{url}: {key}: lost, the shard is {'unreadable from here on (' + why + ')' if why else 'shorter than its manifest (truncated?)'}"
-                      for key in expected if key not in seen]
+            state = f"unreadable from here on ({why})" if why else "shorter than its manifest (truncated?)"
+            lines += [f"{url}: {key}: lost, the shard is {state}" for key in expected if key not in seen]
         lines += [f"{url}: unreadable ({why})" for url, why in problems.items()]
         return lines
 
