@@ -220,7 +220,7 @@ def table(report: dict) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         lines.append(f"| {r['input']} | {r['images_per_s']:.1f} | {r['batches_per_s']:.2f} | {100 * r['data_wait_share']:.1f}% | "
-                     f"{r['flops_per_image'] / 1e9:.0f} ({r['standard_flops_per_image'] / 1e9:.0f}) | "
+                     f"{r['flops_per_image'] / 1e9:.3g} ({r['standard_flops_per_image'] / 1e9:.3g}) | "
                      f"{r['roofline_images_per_s']:.0f} | {100 * r['roofline_share']:.1f}% | "
                      f"{r['achieved_tflops']:.2f} ({100 * r['hardware_share']:.1f}%) | {r['peak_memory_mb']:,.0f} |")
     return "\n".join(lines)
