@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pixelnet.data import portable as pm
 from pixelnet.data import synthetic as syn
 from pixelnet.data.synthetic import CLASSES, SPLITS, SyntheticConfig, read_raw, render, render_scene, write_raw
 
@@ -223,3 +231,159 @@ def test_read_raw_names_the_broken_file(tmp_path: Path) -> None:
         list(read_raw(out, "test"))
     with pytest.raises(FileNotFoundError, match="dataset.json"):
         list(read_raw(tmp_path, "train"))
+
+
+# ----------------------------------------------------------------------------- same bytes on every machine
+
+# sha256 of each array's bytes (little-endian, C order) for three of CFG's scenes. The render uses
+# only exactly rounded float64 arithmetic (see the module docstring), so these hold on any CPU; a
+# deliberate change to the scenes updates them (and moves the DVC hashes of data/raw/synthetic).
+PINNED = {
+    ("train", 0): {
+        "image": "6aee6df1f131e9b0c88f40294550494962921f4154ea40b1083c2a6fdcb33c0f",
+        "label": "555c8e3ade1ba8cb53a41aad2dbe09cb86fd84ea32c8c80c4ed14bf233ce0025",
+        "normal": "319d97d0f36ac3882adb6fe487d81bddabfcd504a2851fade94bac555a97daf7",
+        "edge": "25d77366559e0d168a516a13b005a959a5b55c45a110acc0ad5cda049731a795",
+    },
+    ("train", 1): {
+        "image": "773df74682bd58012e6ffba5a0bef99e7adc599f3616ce57253e9a5f40640e48",
+        "label": "fd99ac46c8fb91b61bd8bdcd4087fdc9638bfe4ca6320eeb226f4d74309a4e06",
+        "normal": "37647d66592c88599117727d15e59317c91255d8e82d751fc55ddf1bf8f4b577",
+        "edge": "42fd36cb3104bf8cee0d0a7a69801625f4501aec795eb730daaca8d2029ff494",
+    },
+    ("test", 0): {
+        "image": "90cf0707ee1742c9e473e94808ec87e5295117e357c6bc769ee29ee797944b21",
+        "label": "d599dee3dbc0336f7ad55c391afdb47abde2b1d5df92e54fef9aa97e1905f206",
+        "normal": "af91c55d09e45076e1490ede6edd16014e6dda829935004f3d93224684118dcd",
+        "edge": "31e0f4b4b1539a3a9b2d2ea0a405f79263acf4ca193c8c43fc174f5ba0c7b0f3",
+    },
+}
+
+
+def _digests(scene: dict[str, np.ndarray]) -> dict[str, str]:
+    return {
+        key: hashlib.sha256(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()).hexdigest()
+        for key, a in scene.items()
+    }
+
+
+def _everything(config: SyntheticConfig, split: str, index: int) -> dict[str, str]:
+    """Digests of what render() returns and of the float64 maps behind it (depth, colour before
+    rounding), which show a one-ulp difference that the uint8 image would almost always hide."""
+    rng = np.random.default_rng([config.seed, SPLITS.index(split), index])
+    out = syn._draw(syn._random_scene(rng, config.max_objects), config.image_size, rng, config.noise_std)
+    public = render(config, split, index)
+    assert all(np.array_equal(public[k], out[k]) for k in public)  # the same scene as render()'s
+    return _digests(out)
+
+
+def test_render_bytes_are_pinned() -> None:
+    assert {key: _digests(render(CFG, *key)) for key in PINNED} == PINNED
+
+
+_CHILD = """
+import json, sys
+try:
+    import cv2
+except ImportError:
+    pass
+else:
+    cv2.setUseOptimized(False)
+    cv2.setNumThreads(1)
+from numpy._core import _multiarray_umath as umath
+from pixelnet.data.synthetic import SyntheticConfig
+sys.path.insert(0, sys.argv[1])
+from test_synthetic import _everything
+disabled = sys.argv[2].split()
+cfg = SyntheticConfig(**json.loads(sys.argv[3]))
+scenes = {f"{split}-{i}": _everything(cfg, split, i) for split in ("train", "test") for i in range(cfg.count(split))}
+print(json.dumps({"still_enabled": [f for f in disabled if umath.__cpu_features__.get(f)], "scenes": scenes}))
+"""
+
+
+def _plain_cpu_env() -> tuple[dict[str, str], list[str]]:
+    """Environment for a process that takes the slow, generic paths: numpy's SIMD dispatch off for
+    every target this CPU would use, OpenBLAS on an old core's kernels, one thread, and glibc's
+    AVX2/FMA variants of libm switched off. Returns (env, the numpy features switched off)."""
+    from numpy._core import _multiarray_umath as umath
+
+    disabled = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    if disabled:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(disabled)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        env["OPENBLAS_CORETYPE"] = "Nehalem"  # SSE4.2: no AVX kernels
+        env["GLIBC_TUNABLES"] = "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F"
+    return env, disabled
+
+
+def test_render_bytes_do_not_depend_on_cpu_code_paths() -> None:
+    """The same scenes rendered in a process forced onto generic code paths come out byte-identical."""
+    cfg = SyntheticConfig(image_size=SIZE, num_train=4, num_test=2, seed=11)
+    env, disabled = _plain_cpu_env()
+    args = [str(Path(__file__).parent), " ".join(disabled), json.dumps(dataclasses.asdict(cfg))]
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    assert child["still_enabled"] == [], "NPY_DISABLE_CPU_FEATURES did not take effect"
+    here = {f"{split}-{i}": _everything(cfg, split, i) for split in SPLITS for i in range(cfg.count(split))}
+    assert child["scenes"] == here
+
+
+_BANNED_NP = {
+    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh",
+    "arctanh", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "logaddexp", "logaddexp2", "power",
+    "float_power", "hypot", "cbrt", "radians", "deg2rad", "degrees", "rad2deg", "dot", "vdot", "inner", "matmul",
+    "einsum", "tensordot", "linalg",
+}  # fmt: skip
+_BANNED_MATH = {
+    "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "exp",
+    "exp2", "expm1", "log", "log2", "log10", "log1p", "pow", "hypot", "dist", "cbrt", "erf", "erfc", "gamma", "lgamma",
+}  # fmt: skip
+_BANNED_CALLS = {  # Generator methods that go through libm, and array methods that go through BLAS
+    "normal", "standard_normal", "exponential", "standard_exponential", "lognormal", "gamma", "standard_gamma",
+    "beta", "chisquare", "dot", "vdot",
+}  # fmt: skip
+
+
+def test_render_avoids_cpu_dependent_operations() -> None:
+    """A guard for the CPUs this machine cannot imitate: the module never names a transcendental
+    numpy/math function, BLAS, `@`, `**`, a libm-backed random distribution, or cv2."""
+    found = []
+    for node in (n for module in (syn, pm) for n in ast.walk(ast.parse(Path(module.__file__).read_text()))):
+        if isinstance(node, ast.BinOp | ast.AugAssign) and isinstance(node.op, ast.MatMult | ast.Pow):
+            found.append(f"line {node.lineno}: {type(node.op).__name__}")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            banned = {"np": _BANNED_NP, "numpy": _BANNED_NP, "math": _BANNED_MATH}.get(node.value.id, set())
+            if node.attr in banned:
+                found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+        portable = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+            isinstance(node.func.value, ast.Name) and node.func.value.id == "pm"  # our exact helpers
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _BANNED_CALLS \
+                and not portable:
+            found.append(f"line {node.lineno}: .{node.func.attr}()")
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"line {node.lineno}: import {n}" for n in names if n and n.split(".")[0] in ("cv2", "scipy")]
+    assert found == []
+
+
+def test_portable_math_matches_numpy() -> None:
+    x = np.linspace(-60.0, 60.0, 100_001)
+    sin, cos = pm.sin_cos(x)
+    np.testing.assert_allclose(sin, np.sin(x), rtol=0, atol=4e-16)
+    np.testing.assert_allclose(cos, np.cos(x), rtol=0, atol=4e-16)
+    u = np.concatenate([np.geomspace(2.0**-53, 1.0, 50_001), np.linspace(0.5, 2.0, 1001)])
+    np.testing.assert_allclose(pm.log(u), np.log(u), rtol=1e-15, atol=1e-16)
+    assert pm.log(np.array([1.0]))[0] == 0.0
+    z = pm.normal(np.random.default_rng(0), (501, 401))  # bounds below are about 5 standard errors
+    assert z.shape == (501, 401) and abs(z.mean()) < 0.011 and abs(z.std() - 1.0) < 0.008
+    assert abs((np.abs(z) > 2.0).mean() - 0.0455) < 0.0025
+    base = np.linspace(0.0, 1.0, 1001)
+    for n in (1, 2, 8, 37, 64):
+        np.testing.assert_allclose(pm.ipow(base, n), base**n, rtol=1e-14, atol=1e-300)
+    p, m = np.random.default_rng(1).normal(size=(50, 3)), np.random.default_rng(2).normal(size=(3, 4))
+    np.testing.assert_allclose(pm.apply(p, m), p @ m, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(pm.apply(np.broadcast_to(p[0], p.shape), m), np.tile(p[0] @ m, (50, 1)), rtol=1e-14)

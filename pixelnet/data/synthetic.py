@@ -7,6 +7,17 @@ not just a colour change, a normal is not just a colour and a class is not just 
 
 Camera: orthographic, looking down -z, the image covers [-1, 1]^2 in x (right) and y (up); all
 geometry lives in that camera frame, so normals come out in the shared convention directly.
+
+The render is the same bytes on every machine. Everything is float64 and uses only operations that
+IEEE 754 rounds exactly (+, -, *, /, sqrt, comparisons, floor/rint, frexp), each one a separate
+numpy ufunc, so no fused multiply-add either. Nothing CPU-dependent is reached: no transcendental
+ufuncs (numpy dispatches exp/log/pow/arccos to AVX-512 SVML loops, and glibc picks FMA variants of
+sin/cos/exp/log/pow at load time), no `@`/dot/norm/einsum (OpenBLAS picks its kernels by CPU), no
+Python `**` (libm pow), no cv2. Sine, cosine and log are `pixelnet.data.portable`'s polynomials;
+Gaussian draws are Box-Muller on raw uniform doubles (the generator's own normal() calls libm exp/log1p). The result is
+rounded once at the end: to uint8 for images, to float32 for normals.
+tests/test_synthetic.py pins the hashes, and renders again with numpy's SIMD dispatch, OpenBLAS's
+kernel choice and glibc's FMA variants turned down, expecting the same bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pixelnet.atomic import atomic_dir
+from pixelnet.data import portable as pm
 
 CLASSES: tuple[str, ...] = ("background", "sphere", "box", "cylinder")
 SPLITS = ("train", "test")
@@ -29,6 +41,7 @@ SPLITS = ("train", "test")
 _EYE_Z = 10.0  # primary rays start here, far in front of every object
 _EPS = 1e-6
 _FAR = np.inf
+_DEG = np.pi / 180.0  # the same constant np.radians multiplies by
 
 
 @dataclass(frozen=True)
@@ -84,14 +97,17 @@ class _Texture:
     def albedo(self, p: np.ndarray) -> np.ndarray:
         """Colour at local points p (N, 3) -> (N, 3)."""
         if self.kind == "stripes":
-            s = np.sin(2 * np.pi * self.freq * (p @ self.axes[0]) + self.phases[0])  # (N,)
+            s = pm.sin(2 * np.pi * self.freq * pm.dot(p, self.axes[0]) + self.phases[0])  # (N,)
             t = (s > 0).astype(np.float64) if self.square else 0.5 + 0.5 * s
         elif self.kind == "checker":
-            cells = np.floor(self.freq * (p @ self.axes.T) + self.phases)  # (N, 3)
-            t = np.mod(cells.sum(axis=1), 2.0)
+            cells = np.floor(self.freq * pm.apply(p, self.axes.T) + self.phases)  # (N, 3), integers
+            t = np.mod(cells[:, 0] + cells[:, 1] + cells[:, 2], 2.0)
         elif self.kind == "noise":
             dirs, freqs, phases = self.waves[:, :3], self.waves[:, 3], self.waves[:, 4]
-            s = np.sin(2 * np.pi * (p @ dirs.T) * freqs + phases).sum(axis=1)  # (N,)
+            waves = pm.sin(2 * np.pi * pm.apply(p, dirs.T) * freqs + phases)  # (N, K)
+            s = waves[:, 0]
+            for k in range(1, waves.shape[1]):  # a fixed summation order
+                s = s + waves[:, k]
             t = np.clip(0.5 + 0.5 * s / np.sqrt(len(freqs) / 2.0), 0.0, 1.0)
         else:
             t = np.zeros(len(p))
@@ -103,7 +119,7 @@ class _Texture:
 class _Material:
     texture: _Texture = field(default_factory=_Texture)
     specular: float = 0.0
-    shininess: float = 16.0
+    shininess: int = 16  # an integer, so the highlight is a product, not a libm pow
 
 
 @dataclass
@@ -114,18 +130,21 @@ class _Sphere:
     material: _Material = field(default_factory=_Material)
     label: int = CLASSES.index("sphere")
 
-    def hit(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Nearest hit t > 0 along rays o + t d (unit d): t (N,), normal (N, 3), local point (N, 3)."""
+    def hit(self, o: np.ndarray, d: np.ndarray, surface: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nearest hit t > 0 along rays o + t d (unit d): t (N,), normal (N, 3), local point (N, 3);
+        with surface=False only t (a shadow ray needs no more), the other two None."""
         oc = o - self.center  # (N, 3)
-        b = np.einsum("ij,ij->i", oc, d)
-        c = np.einsum("ij,ij->i", oc, oc) - self.radius**2
+        b = pm.dot(oc, d)
+        c = pm.dot(oc, oc) - self.radius * self.radius
         disc = b * b - c
         sq = np.sqrt(np.maximum(disc, 0.0))
         t1, t2 = -b - sq, -b + sq
         t = np.where(t1 > _EPS, t1, np.where(t2 > _EPS, t2, _FAR))
         t = np.where(disc >= 0, t, _FAR)
+        if not surface:
+            return t, None, None
         local = oc + np.where(np.isfinite(t), t, 0.0)[:, None] * d  # (N, 3)
-        return t, local / self.radius, local @ self.rotation
+        return t, local / self.radius, pm.apply(local, self.rotation)
 
 
 @dataclass
@@ -138,9 +157,9 @@ class _Box:
     material: _Material = field(default_factory=_Material)
     label: int = CLASSES.index("box")
 
-    def hit(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ol = (o - self.center) @ self.rotation  # (N, 3) box frame
-        dl = d @ self.rotation
+    def hit(self, o: np.ndarray, d: np.ndarray, surface: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ol = pm.apply(o - self.center, self.rotation)  # (N, 3) box frame
+        dl = pm.apply(d, self.rotation)
         dl = np.where(np.abs(dl) < 1e-12, 1e-12, dl)  # a parallel ray never crosses that slab
         t1 = (-self.half - ol) / dl
         t2 = (self.half - ol) / dl
@@ -149,11 +168,13 @@ class _Box:
         axis = tmin.argmax(axis=1)
         t = np.where(near > _EPS, near, far)
         t = np.where((near <= far) & (far > _EPS), t, _FAR)
+        if not surface:
+            return t, None, None
         rows = np.arange(len(o))
         nl = np.zeros_like(ol)
         nl[rows, axis] = -np.sign(dl[rows, axis])  # the entered face faces the ray
         local = ol + np.where(np.isfinite(t), t, 0.0)[:, None] * dl
-        return t, nl @ self.rotation.T, local
+        return t, pm.apply(nl, self.rotation.T), local
 
 
 @dataclass
@@ -167,13 +188,13 @@ class _Cylinder:
     material: _Material = field(default_factory=_Material)
     label: int = CLASSES.index("cylinder")
 
-    def hit(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ol = (o - self.center) @ self.rotation  # (N, 3) cylinder frame
-        dl = d @ self.rotation
+    def hit(self, o: np.ndarray, d: np.ndarray, surface: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ol = pm.apply(o - self.center, self.rotation)  # (N, 3) cylinder frame
+        dl = pm.apply(d, self.rotation)
         r, h = self.radius, self.half_height
-        a = dl[:, 0] ** 2 + dl[:, 1] ** 2
+        a = dl[:, 0] * dl[:, 0] + dl[:, 1] * dl[:, 1]
         b = 2.0 * (ol[:, 0] * dl[:, 0] + ol[:, 1] * dl[:, 1])
-        c = ol[:, 0] ** 2 + ol[:, 1] ** 2 - r * r
+        c = ol[:, 0] * ol[:, 0] + ol[:, 1] * ol[:, 1] - r * r
         disc = b * b - 4.0 * a * c
         side_ok = (a > 1e-12) & (disc >= 0)
         sq = np.sqrt(np.maximum(disc, 0.0))
@@ -192,13 +213,15 @@ class _Cylinder:
         cand = np.stack(cands, axis=1)  # (N, 4): side, side, bottom cap, top cap
         which = cand.argmin(axis=1)
         t = cand[np.arange(len(o)), which]
+        if not surface:
+            return t, None, None
         local = ol + np.where(np.isfinite(t), t, 0.0)[:, None] * dl  # (N, 3)
         nl = np.zeros_like(ol)
         is_side = which < 2
         nl[is_side, :2] = local[is_side, :2] / r
         nl[which == 2, 2] = -1.0
         nl[which == 3, 2] = 1.0
-        return t, nl @ self.rotation.T, local
+        return t, pm.apply(nl, self.rotation.T), local
 
 
 @dataclass
@@ -212,15 +235,15 @@ class _Plane:
 
     def hit(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p0 = np.array([0.0, 0.0, self.z0])
-        denom = d @ self.normal  # (N,)
+        denom = pm.dot(d, self.normal)  # (N,)
         safe = np.where(np.abs(denom) > 1e-12, denom, 1e-12)
-        t = ((p0 - o) @ self.normal) / safe
+        t = pm.dot(p0 - o, self.normal) / safe
         t = np.where((np.abs(denom) > 1e-12) & (t > _EPS), t, _FAR)
         p = o + np.where(np.isfinite(t), t, 0.0)[:, None] * d - p0  # (N, 3)
-        u = np.cross(self.normal, [0.0, 1.0, 0.0])
-        u /= np.linalg.norm(u)
-        v = np.cross(self.normal, u)
-        local = np.stack([p @ u, p @ v, np.zeros(len(p))], axis=1)  # in-plane coordinates
+        u = pm.cross(self.normal, np.array([0.0, 1.0, 0.0]))
+        u /= pm.norm(u)
+        v = pm.cross(self.normal, u)
+        local = np.stack([pm.dot(p, u), pm.dot(p, v), np.zeros(len(p))], axis=1)  # in-plane coordinates
         return t, np.broadcast_to(self.normal, o.shape).copy(), local
 
 
@@ -241,8 +264,8 @@ class _Scene:
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q = rng.normal(size=4)
-    w, x, y, z = q / np.linalg.norm(q)
+    q = pm.normal(rng, 4)
+    w, x, y, z = (q / pm.norm(q)).tolist()
     return np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -256,8 +279,8 @@ def _random_texture(rng: np.random.Generator, freq_range: tuple[float, float]) -
     """Colours and pattern are drawn without looking at the shape, so class is not colour."""
     kind = str(rng.choice(["plain", "stripes", "checker", "noise"], p=[0.1, 0.3, 0.25, 0.35]))
     k = 5
-    dirs = rng.normal(size=(k, 3))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    dirs = pm.normal(rng, (k, 3))
+    dirs /= pm.norm(dirs)[:, None]
     waves = np.concatenate(
         [dirs, rng.uniform(*freq_range, size=(k, 1)) * 0.6, rng.uniform(0, 2 * np.pi, (k, 1))], axis=1
     )
@@ -278,7 +301,7 @@ def _random_material(rng: np.random.Generator, freq_range: tuple[float, float]) 
     return _Material(
         texture=_random_texture(rng, freq_range),
         specular=float(rng.uniform(0.0, 0.35) if rng.random() < 0.6 else 0.0),
-        shininess=float(rng.uniform(8.0, 64.0)),
+        shininess=int(np.rint(rng.uniform(8.0, 64.0))),
     )
 
 
@@ -298,29 +321,32 @@ def _bounding_radius(obj: _Object) -> float:
     if isinstance(obj, _Sphere):
         return obj.radius
     if isinstance(obj, _Box):
-        return float(np.linalg.norm(obj.half))
-    return float(np.hypot(obj.radius, obj.half_height))
+        return float(pm.norm(obj.half))
+    return float(np.sqrt(obj.radius * obj.radius + obj.half_height * obj.half_height))
 
 
 def _random_scene(rng: np.random.Generator, max_objects: int) -> _Scene:
     n = int(rng.integers(min(2, max_objects), max_objects + 1))
     objects = [_random_object(rng) for _ in range(n)]
     # Back wall: a random tilt of up to 20 degrees around the viewing direction.
-    tilt, azim = rng.uniform(0.0, np.radians(20.0)), rng.uniform(0.0, 2 * np.pi)
-    normal = np.array([np.sin(tilt) * np.cos(azim), np.sin(tilt) * np.sin(azim), np.cos(tilt)])
+    tilt, azim = rng.uniform(0.0, 20.0 * _DEG), rng.uniform(0.0, 2 * np.pi)
+    (sin_t, sin_a), (cos_t, cos_a) = pm.sin_cos([tilt, azim])
+    normal = np.array([sin_t * cos_a, sin_t * sin_a, cos_t])
     # Put the wall behind every object's bounding sphere: n.c - nz z0 >= R + margin.
-    z0 = min((normal @ o.center - _bounding_radius(o) - 0.05) / normal[2] for o in objects)
+    z0 = min((float(pm.dot(normal, o.center)) - _bounding_radius(o) - 0.05) / normal[2] for o in objects)
     z0 -= rng.uniform(0.0, 0.4)
     plane = _Plane(normal, float(z0), _random_material(rng, (1.5, 5.0)))
     # Floor: faces up (y > 0) and towards the viewer, meeting the wall on a random horizon row, so
     # that, as in indoor scenes, where a background pixel lies tells which way its surface faces.
-    elev, roll = rng.uniform(np.radians(25.0), np.radians(60.0)), rng.uniform(-0.25, 0.25)
-    fn = np.array([np.sin(roll) * np.sin(elev), np.cos(roll) * np.sin(elev), np.cos(elev)])
+    elev, roll = rng.uniform(25.0 * _DEG, 60.0 * _DEG), rng.uniform(-0.25, 0.25)
+    (sin_e, sin_r), (cos_e, cos_r) = pm.sin_cos([elev, roll])
+    fn = np.array([sin_r * sin_e, cos_r * sin_e, cos_e])
     horizon_y = rng.uniform(-0.6, 0.3)
     wall_z = z0 - (normal[1] * horizon_y) / normal[2]  # the wall's depth at (0, horizon_y)
     floor = _Plane(fn, float((fn[1] * horizon_y) / fn[2] + wall_z), _random_material(rng, (1.5, 5.0)))
-    elev, lazim = rng.uniform(np.radians(25.0), np.radians(85.0)), rng.uniform(0.0, 2 * np.pi)
-    light = np.array([np.cos(elev) * np.cos(lazim), np.cos(elev) * np.sin(lazim), np.sin(elev)])
+    elev, lazim = rng.uniform(25.0 * _DEG, 85.0 * _DEG), rng.uniform(0.0, 2 * np.pi)
+    (sin_e, sin_a), (cos_e, cos_a) = pm.sin_cos([elev, lazim])
+    light = np.array([cos_e * cos_a, cos_e * sin_a, sin_e])
     return _Scene(
         objects=objects,
         plane=plane,
@@ -355,9 +381,10 @@ def _hole_mask(rng: np.random.Generator, size: int) -> np.ndarray:
         aspect, theta = rng.uniform(0.5, 2.0), rng.uniform(0, np.pi)
         ra, rb = np.sqrt(area / np.pi * aspect), np.sqrt(area / np.pi / aspect)
         dr, dc = rows - cr, cols - cc
-        u = dr * np.cos(theta) + dc * np.sin(theta)
-        v = -dr * np.sin(theta) + dc * np.cos(theta)
-        mask |= (u / ra) ** 2 + (v / rb) ** 2 <= 1.0
+        sin, cos = pm.sin_cos(theta)
+        u = (dr * cos + dc * sin) / ra
+        v = (-dr * sin + dc * cos) / rb
+        mask |= u * u + v * v <= 1.0
         mask[min(int(cr), size - 1), min(int(cc), size - 1)] = True  # never an empty blob
     return mask
 
@@ -405,19 +432,20 @@ def _shadowed(scene: _Scene, points: np.ndarray, normal: np.ndarray, instance: n
     o = points + 1e-4 * normal  # (N, 3) lift off the surface
     d = np.broadcast_to(scene.light, o.shape)
     for k, obj in enumerate(scene.objects, start=1):
-        tk, _, _ = obj.hit(o, d)
+        tk, _, _ = obj.hit(o, d, surface=False)
         blocked |= np.isfinite(tk) & (instance != k)
     return blocked
 
 
 def _draw(scene: _Scene, size: int, rng: np.random.Generator, noise_std: float) -> dict[str, np.ndarray]:
-    """Render a fixed scene; returns the public arrays plus "instance" and "depth" for tests."""
+    """Render a fixed scene; returns the public arrays plus, for tests, "instance", "depth" and "rgb"
+    (the float64 colour, noise included, before it is rounded to the uint8 image)."""
     o, d = _pixel_rays(size)
     hit = _cast(scene, o, d)
     normal = hit["normal"]  # (N, 3)
     # A grazing hit can come out with n_z == 0 in floating point; keep it strictly visible.
     normal[:, 2] = np.maximum(normal[:, 2], 1e-4)
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    normal /= pm.norm(normal)[:, None]
     instance = hit["instance"]
     points = o + hit["t"][:, None] * d  # (N, 3)
 
@@ -425,7 +453,7 @@ def _draw(scene: _Scene, size: int, rng: np.random.Generator, noise_std: float) 
     materials = [scene.plane.material] + [obj.material for obj in scene.objects] + [f.material for f in floors]
     albedo = np.empty_like(points)
     specular = np.empty(len(points))
-    shininess = np.empty(len(points))
+    shininess = np.empty(len(points), dtype=np.int64)
     labels = np.array([scene.plane.label] + [obj.label for obj in scene.objects] + [f.label for f in floors], dtype=np.uint8)
     for k, mat in enumerate(materials):
         sel = instance == k
@@ -433,17 +461,22 @@ def _draw(scene: _Scene, size: int, rng: np.random.Generator, noise_std: float) 
             albedo[sel] = mat.texture.albedo(hit["local"][sel])
             specular[sel], shininess[sel] = mat.specular, mat.shininess
 
-    lambert = np.clip(normal @ scene.light, 0.0, None)  # (N,)
+    lambert = np.clip(pm.dot(normal, scene.light), 0.0, None)  # (N,)
     lit = lambert > 0
     shadow = np.zeros(len(points), dtype=bool)
     shadow[lit] = _shadowed(scene, points[lit], normal[lit], instance[lit])
     direct = np.where(shadow, 0.0, lambert)
     half = scene.light + np.array([0.0, 0.0, 1.0])
-    half /= np.linalg.norm(half)
-    spec = specular * np.clip(normal @ half, 0.0, None) ** shininess * (direct > 0)
+    half /= pm.norm(half)
+    highlight = np.zeros(len(points))
+    cos_half = np.clip(pm.dot(normal, half), 0.0, None)
+    for n in np.unique(shininess[direct > 0]):  # a handful of materials per scene
+        sel = (shininess == n) & (direct > 0)
+        highlight[sel] = pm.ipow(cos_half[sel], int(n))
+    spec = specular * highlight
     shade = scene.ambient + (1.0 - scene.ambient) * direct  # (N,)
     rgb = (albedo * shade[:, None] + spec[:, None]) * scene.light_color  # (N, 3)
-    rgb = rgb + rng.normal(0.0, noise_std, rgb.shape) if noise_std > 0 else rgb
+    rgb = rgb + noise_std * pm.normal(rng, rgb.shape) if noise_std > 0 else rgb
     image = np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8).reshape(size, size, 3)
 
     instance = instance.reshape(size, size)
@@ -457,6 +490,7 @@ def _draw(scene: _Scene, size: int, rng: np.random.Generator, noise_std: float) 
         "edge": _occluder_edges(instance, depth).astype(np.uint8),
         "instance": instance,
         "depth": depth,
+        "rgb": rgb.reshape(size, size, 3),
     }
 
 
