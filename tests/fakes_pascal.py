@@ -30,6 +30,9 @@ VOC_OTHER = ("2010_000002",)
 SBD_TRAIN = ("2007_000033", "2008_000008", "2008_000045", "2011_000003")
 SBD_VAL = ("2009_000012", "2008_000050")
 SBD_ONLY_IMAGE = "2011_000003"  # in SBD's img/ but not in VOC2012's JPEGImages
+# benchmark.tgz also ships the benchmark code's demo data, benchmark_code_RELEASE/demo/datadir/ with
+# cls/, img/, inst/ of its own (different labels here) and no train.txt: never to be read.
+SBD_DEMO = ("2008_000050", "2008_000051")
 TRAIN_AUG = ("2007_000032", "2007_000039", "2008_000008", "2008_000045", "2008_000050", "2011_000003")
 
 # PASCAL-Context over VOC2010: ImageSets/Main train/val, 3 + 2 images, one extra unannotated JPEG.
@@ -117,7 +120,8 @@ def make_voc2012_sources(tmp_path: Path) -> dict:
     """VOCtrainval_11-May-2012 (folder and .tar) and SBD benchmark (folder and .tgz), with the expected labels.
 
     Returns {"voc_dir", "voc_tar", "sbd_dir", "sbd_tgz", "voc_labels": {id: (H, W)}, "sbd_labels": {id: (H, W)},
-    "images": {id: (H, W, 3) as written}}. ``voc_dir``/``sbd_dir`` are the folders the archives extract to.
+    "sbd_demo_labels": {id: (H, W)}, "images": {id: (H, W, 3) as written}}. ``voc_dir``/``sbd_dir`` are the
+    folders the archives extract to; SBD's holds dataset/ and the demo's benchmark_code_RELEASE/ as published.
     """
     root = tmp_path / "voc-src"
     devkit = root / "VOCdevkit" / "VOC2012"
@@ -155,6 +159,14 @@ def make_voc2012_sources(tmp_path: Path) -> dict:
             Image.fromarray(image).save(sbd / "img" / f"{stem}.jpg", format="JPEG", quality=90)
     (sbd / "train.txt").write_text("".join(f"{s}\n" for s in SBD_TRAIN))
     (sbd / "val.txt").write_text("".join(f"{s}\n" for s in SBD_VAL))
+    demo = sbd.parent / "benchmark_code_RELEASE" / "demo" / "datadir"
+    demo_labels = {}
+    for i, stem in enumerate(SBD_DEMO):
+        demo_labels[stem] = _voc_label(stem, 400 + i, border=False)
+        _write_sbd_mat(demo / "cls" / f"{stem}.mat", demo_labels[stem])
+        _write_sbd_mat(demo / "inst" / f"{stem}.mat", demo_labels[stem])
+        _jpeg(demo / "img" / f"{stem}.jpg", stem, 500 + i)
+    (demo / "val.txt").write_text("".join(f"{s}\n" for s in SBD_DEMO))
 
     return {
         "voc_dir": root,
@@ -163,6 +175,7 @@ def make_voc2012_sources(tmp_path: Path) -> dict:
         "sbd_tgz": _tar(sbd.parent, "benchmark_RELEASE", tmp_path / "benchmark.tgz", "w:gz"),
         "voc_labels": voc_labels,
         "sbd_labels": sbd_labels,
+        "sbd_demo_labels": demo_labels,
         "images": images,
     }
 

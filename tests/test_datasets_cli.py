@@ -45,7 +45,7 @@ def _md5(path) -> str:
 def _nyud(tmp_path):
     src = make_nyud_sources(tmp_path / "src", n=6)
     return {"labeled": str(src["labeled"]), "labeled_md5": _md5(src["labeled"]), "labeled_sha256": None,
-            "splits": str(src["splits"]), "splits_md5": _md5(src["splits"]),
+            "splits": str(src["splits"]), "splits_md5": _md5(src["splits"]), "splits_sha256": None,
             "normals": str(src["normals"]), "normals_md5": _md5(src["normals"])}, src
 
 

@@ -7,6 +7,7 @@ FAIR's normals zip. A file:// URL exercises the download path; nothing touches t
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -55,7 +56,7 @@ def _config(src: dict[str, Path], **overrides) -> NyudConfig:
     """Local copies of the fakes, each pinned to its own checksums (the published ones are for the real files)."""
     kw = {
         "labeled": str(src["labeled"]), "labeled_md5": _md5(src["labeled"]), "labeled_sha256": _sha256(src["labeled"]),
-        "splits": str(src["splits"]), "splits_md5": _md5(src["splits"]),
+        "splits": str(src["splits"]), "splits_md5": _md5(src["splits"]), "splits_sha256": _sha256(src["splits"]),
         "normals": str(src["normals"]), "normals_md5": _md5(src["normals"]), "normals_sha256": _sha256(src["normals"]),
     }
     return NyudConfig(**{**kw, **overrides})
@@ -174,11 +175,20 @@ def test_wrong_md5_names_the_file_and_leaves_nothing(tmp_path, src):
 
 
 def test_published_checksums_are_the_defaults(tmp_path, src):
-    cfg = NyudConfig(labeled=str(src["labeled"]), splits=str(src["splits"]), splits_md5=None, normals=str(src["normals"]))
     defaults = NyudConfig()
-    assert (defaults.labeled_md5, defaults.labeled_sha256, defaults.splits_md5, defaults.normals_md5) == (
-        nyud.LABELED_MD5, nyud.LABELED_SHA256, nyud.SPLITS_MD5, nyud.NORMALS_MD5)
-    assert cfg.labeled_md5 == nyud.LABELED_MD5  # a local copy is checked against the published digest
+    assert (defaults.labeled_md5, defaults.labeled_sha256, defaults.splits_md5, defaults.splits_sha256,
+            defaults.normals_md5) == (
+        nyud.LABELED_MD5, nyud.LABELED_SHA256, nyud.SPLITS_MD5, nyud.SPLITS_SHA256, nyud.NORMALS_MD5)
+    assert nyud.SPLITS_SHA256 == "6e081404491a8bfba2f066beaa9713ef6046f9007aa5f799f2a350506a580cee"
+    # A local copy is checked against the published digests: splits.mat (read first) by its sha256 too...
+    cfg = NyudConfig(labeled=str(src["labeled"]), splits=str(src["splits"]), splits_md5=None, normals=str(src["normals"]))
+    assert cfg.splits_sha256 == nyud.SPLITS_SHA256
+    with pytest.raises(FetchError, match=rf"{src['splits']}: sha256 mismatch: expected {nyud.SPLITS_SHA256}"):
+        nyud.install(cfg, tmp_path / "raw", progress=False)
+    assert not (tmp_path / "raw").exists()
+    # ...and, with the fake splits.mat let through, the labeled file by its md5.
+    cfg = dataclasses.replace(cfg, splits_sha256=None)
+    assert cfg.labeled_md5 == nyud.LABELED_MD5
     with pytest.raises(FetchError, match=rf"{src['labeled']}: md5 mismatch: expected {nyud.LABELED_MD5}"):
         nyud.install(cfg, tmp_path / "raw", progress=False)
     assert not (tmp_path / "raw").exists()
@@ -215,7 +225,7 @@ def test_truncated_or_corrupt_zip_is_named(tmp_path, src):
 
 
 def test_missing_members_are_named(tmp_path, src):
-    cfg = _config(src, normals_md5=None, normals_sha256=None, splits_md5=None)
+    cfg = _config(src, normals_md5=None, normals_sha256=None, splits_md5=None, splits_sha256=None)
     write_normals_zip(src["normals"], normals_pickle([1, 2, 3, 4, 5]), [1], [2])  # image 6 has no normals
     with pytest.raises(FileNotFoundError, match=r"all_normals.pklz: no normals for image 6 \(5 images inside\)"):
         nyud.install(cfg, tmp_path / "raw", progress=False)

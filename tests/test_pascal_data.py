@@ -19,7 +19,10 @@ from fakes_pascal import (
     CONTEXT_TRAIN,
     CONTEXT_VAL,
     OTHER_ID,
+    SBD_DEMO,
     SBD_ONLY_IMAGE,
+    SBD_TRAIN,
+    SBD_VAL,
     TRAIN_AUG,
     UNKNOWN_ID,
     VOC_TRAIN,
@@ -154,6 +157,37 @@ def test_truncated_archive_is_named_and_leaves_nothing(tmp_path, voc, which):
     cfg = Voc2012Config(source=paths["voc_tar"], md5=None, sbd=paths["sbd_tgz"], sbd_md5=None)
     with pytest.raises(ValueError, match=rf"{cut}: (truncated|not a readable)"):
         pascal.install_voc2012(cfg, tmp_path / "out" / "raw", progress=False)
+    _nothing_left(tmp_path / "out")
+
+
+@pytest.mark.parametrize("kind", ["archive", "folder"])
+def test_sbd_demo_folder_beside_the_dataset_is_not_read(tmp_path, voc, kind):
+    """benchmark.tgz as published holds two cls/ folders: dataset/ (with train.txt) is the one read."""
+    with tarfile.open(voc["sbd_tgz"]) as tar:
+        mats = [n for n in tar.getnames() if n.endswith(".mat") and "/cls/" in n]
+    assert {n.rsplit("cls/", 1)[0] for n in mats} == {
+        "benchmark_RELEASE/dataset/", "benchmark_RELEASE/benchmark_code_RELEASE/demo/datadir/"}
+    shared = sorted(set(SBD_DEMO) & set(SBD_VAL))
+    assert shared and all(not np.array_equal(voc["sbd_demo_labels"][s], voc["sbd_labels"][s]) for s in shared)
+
+    meta = pascal.install_voc2012(_voc_config(voc, kind), tmp_path / "raw", progress=False)
+    assert meta["source"]["sbd"]["listed"] == len(set(SBD_TRAIN + SBD_VAL))  # dataset/'s lists, not the demo's
+    train = {r["meta"]["id"]: r for r in pascal.read_split(tmp_path / "raw", "train")}
+    assert sorted(train) == sorted(TRAIN_AUG) and not (set(SBD_DEMO) - set(SBD_VAL)) & set(train)
+    for stem in shared:
+        np.testing.assert_array_equal(train[stem]["label"], voc["sbd_labels"][stem])
+        copied = tmp_path / "raw" / "sbd" / f"{stem}.mat"
+        assert copied.read_bytes() == (voc["sbd_dir"] / "dataset" / "cls" / f"{stem}.mat").read_bytes()
+
+    # Only train.txt tells them apart: with one in both, the archive is ambiguous again, and said to be.
+    sbd = _copy_tree(voc["sbd_dir"], tmp_path / "sbd")
+    shutil.copy(sbd / "dataset" / "train.txt", sbd / "benchmark_code_RELEASE" / "demo" / "datadir" / "train.txt")
+    (tmp_path / "out").mkdir()
+    message = (r"several SBD dataset/cls/<id>.mat folders inside \(benchmark_code_RELEASE/demo/datadir/, dataset/\)"
+               r"; 2 of them with train.txt")
+    with pytest.raises(ValueError, match=message):
+        pascal.install_voc2012(Voc2012Config(source=str(voc["voc_dir"]), sbd=str(sbd)), tmp_path / "out" / "raw",
+                               progress=False)
     _nothing_left(tmp_path / "out")
 
 

@@ -97,6 +97,7 @@ LABELED_SHA256 = "2d724b0c0ab358aa1ce5df855e5bd14a2279ab7202efe22f32a30d612dcb86
 SPLITS_NAME = "splits.mat"
 SPLITS_URL = "http://horatio.cs.nyu.edu/mit/silberman/indoor_seg_sup/splits.mat"
 SPLITS_MD5 = "08e3c3aea27130ac7c01ffd739a4535f"
+SPLITS_SHA256 = "6e081404491a8bfba2f066beaa9713ef6046f9007aa5f799f2a350506a580cee"
 
 NORMALS_DEAD_URL = "https://www.inf.ethz.ch/personal/ladickyl/nyu_normals_gt.zip"  # gone since ~2022
 NORMALS_URL = "https://dl.fbaipublicfiles.com/fair_self_supervision_benchmark/nyuv2_surfacenormal_metadata.zip"
@@ -116,7 +117,7 @@ class NyudConfig:
     splits: str | None = None               # local splits.mat (or a folder holding it); None = splits_url
     splits_url: str = SPLITS_URL
     splits_md5: str | None = SPLITS_MD5
-    splits_sha256: str | None = None
+    splits_sha256: str | None = SPLITS_SHA256
     normals: str | None = None              # the FAIR zip, its extracted folder, or all_normals.pklz; None = normals_url
     normals_url: str = NORMALS_URL
     normals_sha256: str | None = None       # of the zip; none is published

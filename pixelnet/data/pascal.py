@@ -269,13 +269,23 @@ def _devkit_prefix(origin: _Origin, year: str, listfile: str) -> str:
     return prefix
 
 
-def _one_prefix(origin: _Origin, pattern: str, what: str) -> str:
+def _one_prefix(origin: _Origin, pattern: str, what: str, marker: str | None = None) -> str:
+    """The one folder prefix (group 1 of pattern) among origin's members. Where several match, the
+    one holding `marker` wins if exactly one does: SBD's benchmark.tgz ships a demo folder
+    (benchmark_code_RELEASE/demo/datadir/cls/) beside dataset/cls/, and only dataset/ has train.txt."""
     found = sorted({m.group(1) for m in map(re.compile(pattern).match, origin.names) if m})
     if not found:
         raise FileNotFoundError(f"{origin.path}: no {what} found")
-    if len(found) > 1:
-        raise ValueError(f"{origin.path}: several {what} folders inside ({', '.join(p or '.' for p in found)})")
-    return found[0]
+    if len(found) == 1:
+        return found[0]
+    note = ""
+    if marker is not None:
+        names = set(origin.names)
+        marked = [p for p in found if f"{p}{marker}" in names]
+        if len(marked) == 1:
+            return marked[0]
+        note = f"; {len(marked) or 'none'} of them with {marker}"
+    raise ValueError(f"{origin.path}: several {what} folders inside ({', '.join(p or '.' for p in found)}){note}")
 
 
 def _parse_ids(text: str, where: str) -> list[str]:
@@ -499,7 +509,8 @@ def install_voc2012(config: Voc2012Config, out_dir: Path, progress: bool = True)
                 sbd, sbd_prov = _open(config.sbd, "sbd", tmp, {"md5": config.sbd_md5, "sha256": config.sbd_sha256}, progress)
                 stack.enter_context(sbd)
                 sbd_names = set(sbd.names)
-                sbd_prefix = _one_prefix(sbd, r"^(.*?)cls/[A-Za-z0-9_]+\.mat$", "SBD dataset/cls/<id>.mat")
+                sbd_prefix = _one_prefix(sbd, r"^(.*?)cls/[A-Za-z0-9_]+\.mat$", "SBD dataset/cls/<id>.mat",
+                                         marker="train.txt")
                 sbd_ids = set(_ids(sbd, sbd_names, f"{sbd_prefix}train.txt")) | set(_ids(sbd, sbd_names, f"{sbd_prefix}val.txt"))
                 train = sorted((voc_train | sbd_ids) - set(val))  # train_aug: no VOC2012 val image, ever
                 sbd_prov["listed"] = len(sbd_ids)
