@@ -2,7 +2,8 @@
 
 The head reads hypercolumns through the same sparse sampler used in training, at every pixel of the
 original image mapped into each test scale, so memory stays bounded by ``chunk_pixels`` and scales
-average at exactly the same pixels without resizing predictions.
+average at exactly the same pixels without resizing predictions. Every tap is read at its
+stride-true positions (`pixelnet.model.hypercolumn`), as in training, whatever the scaled size.
 """
 
 from __future__ import annotations
@@ -66,12 +67,11 @@ def activations(model: PixelNet, task: Task, image: np.ndarray, config: InferCon
 def _head_dense(model: PixelNet, task: Task, image: np.ndarray, coords: np.ndarray, chunk: int, device) -> torch.Tensor:
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].to(device)  # (1, 3, h, w)
     feats = model.features(x)
-    size = tuple(x.shape[-2:])
     parts = []
     cache: dict = {}  # first-layer projections of the deep taps, computed once per view
     for start in range(0, len(coords), chunk):
         c = torch.from_numpy(coords[start : start + chunk]).to(device)[None]  # (1, n, 2)
-        parts.append(task.activate(model.head_at(feats, c, size, cache)[0].float()))  # (n, K)
+        parts.append(task.activate(model.head_at(feats, c, cache)[0].float()))  # (n, K)
     return torch.cat(parts)  # (HW, K)
 
 

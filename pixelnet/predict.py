@@ -8,11 +8,15 @@ at a tile's edge and grows continuously inside it, so the blended map has no sea
 and the overlap:
 
 * Tile origins lie on the grid of the deepest tapped layer's stride (4 px for conv3_3, 32 for fc7),
-  and interior tiles are whole multiples of it, so each tile's pooling windows and its feature
-  maps' pixel-centre mapping (see `pixelnet.model.hypercolumn`) coincide with those of the whole
-  image: away from its edges a tile's features are exactly the whole image's features.
+  so each tile's pooling windows coincide with those of the whole image, and every tap is read at
+  its stride-true positions, u = (x + 0.5) / s - 0.5 in the tile's own pixels (see
+  `pixelnet.model.hypercolumn`), which do not depend on the tile's size: a tile's cell i is the
+  whole image's cell i + origin / s, read at the same pixels. Away from its edges a tile's
+  features, and the hypercolumns read from them, are exactly the whole image's. (Interior tiles
+  are whole multiples of the stride too; the last one need not be.)
 * Near a tile's edge they are not: the trunk sees zero padding where the image goes on, and the
-  deepest map's bilinear read clamps within half a cell of the edge. So neighbouring tiles share
+  deepest map's bilinear read clamps within half a cell of the edge (and over the last pixels
+  that pooling floors away when the side is not a multiple of the stride). So neighbouring tiles share
   at least one deepest-stride cell and at least 32 px (by default an eighth of the tile, so a
   1024 px tile costs ~30% extra work): every pixel near one tile's edge lies well inside another,
   which the blend weights favour. A deep tap's receptive field (hundreds of pixels for fc7) is
@@ -47,7 +51,6 @@ from pixelnet.atomic import atomic_file
 from pixelnet.data.folder import read_image
 from pixelnet.infer import InferConfig, activations
 from pixelnet.model.pixelnet import PixelNet, model_from_checkpoint
-from pixelnet.model.trunk import STRIDES
 from pixelnet.tasks import TASKS
 from pixelnet.tasks.base import Task
 from pixelnet.tasks.segmentation import palette
@@ -112,7 +115,7 @@ def blend_weights(start: int, stop: int, length: int) -> np.ndarray:
 
 
 def deepest_stride(model: PixelNet) -> int:
-    return STRIDES[model.trunk.taps[-1]]
+    return model.strides[-1]
 
 
 def tiled_activations(model: PixelNet, task: Task, image: np.ndarray, infer: InferConfig, tiles: TileConfig,

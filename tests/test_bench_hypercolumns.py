@@ -18,7 +18,7 @@ from pixelnet.bench.hypercolumns import (
     run,
 )
 from pixelnet.model.dense import DeconvUpsample, DenseHypercolumns, _deconv_col2im, bilinear_kernel
-from pixelnet.model.hypercolumn import dense_hypercolumns
+from pixelnet.model.hypercolumn import dense_hypercolumns, sample_hypercolumns
 
 SMALL = HypercolumnBench(image_size=64, images=2, samples=300, hidden=(32, 32), dropout=0.0, classes=5, width=1 / 16,
                          warmup=0, repeats=1)
@@ -85,9 +85,18 @@ def test_fcn_deconvolution_is_bilinear_upsampling_and_matches_torch():
         expected = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
         torch.testing.assert_close(up(x), expected, atol=1e-12, rtol=0)
     assert bilinear_kernel(2).sum() == 4  # a stride-f kernel spreads each input over f² outputs
-    feats = [torch.randn(1, 2, 32 // s, 32 // s, dtype=torch.float64) for s in (1, 4, 32)]
-    dense = DenseHypercolumns([2, 2, 2], [1, 4, 32], "deconv").double()(feats, (32, 32))  # (B, H, W, C)
-    torch.testing.assert_close(dense, dense_hypercolumns(feats, (32, 32)).permute(0, 2, 3, 1), atol=1e-12, rtol=0)
+    strides = [1, 2, 4, 8, 16, 32]
+    for h, w in [(32, 32), (75, 101), (47, 61)]:  # sides not multiples of 32: pooling floors, the rest repeats
+        feats = [torch.randn(1, 2, h // s, w // s, dtype=torch.float64) for s in strides]
+        reference = dense_hypercolumns(feats, strides, (h, w)).permute(0, 2, 3, 1)  # (B, H, W, C)
+        for upsample in ("deconv", "bilinear"):
+            dense = DenseHypercolumns([2] * 6, strides, upsample).double()(feats, (h, w))  # (B, H, W, C)
+            assert dense.shape == (1, h, w, 12)
+            torch.testing.assert_close(dense, reference, atol=1e-12, rtol=0)
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        coords = torch.stack([xs.flatten(), ys.flatten()], -1)[None].double()  # (1, H*W, 2): every pixel
+        torch.testing.assert_close(reference.reshape(1, h * w, 12), sample_hypercolumns(feats, coords, strides),
+                                   atol=1e-12, rtol=0)
 
 
 def test_fc7_deconvolution_is_reported_as_beyond_int_max_and_budgets_are_enforced():

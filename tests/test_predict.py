@@ -19,7 +19,9 @@ from pixelnet.predict import TileConfig, blend_weights, task_from_payload, tile_
 from pixelnet.tasks import TASKS
 
 runner = CliRunner()
-CFG = ModelConfig(width=0.0625, hidden=(8,), layers=("conv1_2", "conv3_3"), dropout=0.0)
+# Kaiming hidden layers: the paper's σ = 1e-3 everywhere makes a random model's outputs nearly constant
+# (softmax 0.25 ± 6e-8), too flat for the relative tile-versus-whole bounds below.
+CFG = ModelConfig(width=0.0625, hidden=(8,), layers=("conv1_2", "conv3_3"), dropout=0.0, head_init="kaiming")
 CHANNELS = {"edges": 1, "normals": 3, "segmentation": 4}
 
 

@@ -3,9 +3,9 @@
 One trunk (VGG-16, fc6/fc7 as convolutions) and one head, wired three ways:
 
 * ``pixelnet-sparse``: bilinear values of each tapped map at the sampled pixels only (the gather
-  of `pixelnet.model.hypercolumn`), head on those rows.
-* ``fcn-sampling``: every tap upsampled to the image and concatenated (FCN's learned deconvolution,
-  or bilinear interpolation), then the head on the sampled pixels' rows only.
+  of `pixelnet.model.hypercolumn`, at each tap's stride-true positions), head on those rows.
+* ``fcn-sampling``: every tap upsampled to the image by its stride and concatenated (FCN's learned
+  deconvolution, or bilinear interpolation), then the head on the sampled pixels' rows only.
 * ``fcn-dense``: the same dense hypercolumns, the head on every pixel, the loss on the sampled
   pixels ("FCN/Deconvolution": the outputs of all other pixels are masked out).
 
@@ -125,7 +125,7 @@ class BenchNet(nn.Module):
         feats = self.net.features(images)
         size = tuple(images.shape[-2:])
         if self.dense is None:
-            return sample_hypercolumns(feats, coords, size, self.net.config.gather)
+            return sample_hypercolumns(feats, coords, self.net.strides, self.net.config.gather)
         return _pick(self.dense(feats, size), coords)  # (B, N, C)
 
     def forward(self, images: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

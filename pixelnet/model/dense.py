@@ -8,8 +8,11 @@ all the pixels nobody samples.
 ``DeconvUpsample`` is FCN's upsampling layer: a ``ConvTranspose2d`` from C to C channels with a
 2f × 2f kernel and stride f, learnable, initialised to the bilinear kernel on the channel diagonal
 (FCN's ``get_upsampling_weight``). With one replicated border pixel around the input and the result
-cropped back to f·(h, w), it equals ``F.interpolate(..., mode="bilinear", align_corners=False)``
-exactly (up to rounding), border clamping included, so the hypercolumns match the sparse gather.
+cropped back to f·(h, w), it equals ``F.interpolate(..., scale_factor=f, mode="bilinear",
+align_corners=False)`` exactly (up to rounding), border clamping included: output pixel x reads the
+map at (x + 0.5) / f - 0.5, the stride-true position of `pixelnet.model.hypercolumn`. The pixels
+past f·(h, w) that pooling floors away (an image side not a multiple of the stride) repeat the last
+row/column, as the sparse gather clamps them, so the hypercolumns match the sparse gather.
 Its weight has C²·4f² elements: 268M for conv5_3 (f = 16) and 68.7 billion for fc7 (f = 32),
 more than INT_MAX — the paper's reason why dense hypercolumns with conv-7 are impossible.
 """
@@ -21,6 +24,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pixelnet.model.hypercolumn import fit_to_image, upsample_bilinear
 
 UPSAMPLES = ("deconv", "bilinear")
 INT_MAX = 2**31 - 1
@@ -87,7 +92,9 @@ def _deconv_col2im(x: torch.Tensor, weight: torch.Tensor, factor: int) -> torch.
 
 class DenseHypercolumns(nn.Module):
     """Every tap upsampled to the image and concatenated: (B, H, W, sum C), channels last so the
-    head's rows are a free view. ``upsample`` is "deconv" (FCN) or "bilinear" (F.interpolate)."""
+    head's rows are a free view. ``upsample`` is "deconv" (FCN) or "bilinear" (F.interpolate by the
+    stride); both read each tap at its stride-true positions and replicate its last row/column over
+    the pixels that pooling floored away."""
 
     def __init__(self, channels: Sequence[int], strides: Sequence[int], upsample: str = "deconv") -> None:
         super().__init__()
@@ -100,12 +107,10 @@ class DenseHypercolumns(nn.Module):
         )
 
     def forward(self, features: list[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
+        if len(features) != len(self.strides):
+            raise ValueError(f"{len(features)} feature maps but {len(self.strides)} strides")
         if self.upsample == "deconv":
-            for f, s in zip(features, self.strides):
-                if (f.shape[-2] * s, f.shape[-1] * s) != tuple(image_size):
-                    raise ValueError(f"deconvolution needs maps of exactly image/stride; got {tuple(f.shape[-2:])} "
-                                     f"at stride {s} for an image of {tuple(image_size)}")
-            ups = [up(f) for up, f in zip(self.ups, features)]
+            ups = [fit_to_image(up(f), image_size) for up, f in zip(self.ups, features)]
         else:
-            ups = [F.interpolate(f, size=image_size, mode="bilinear", align_corners=False) for f in features]
+            ups = [upsample_bilinear(f, s, image_size) for f, s in zip(features, self.strides)]
         return torch.cat([u.permute(0, 2, 3, 1) for u in ups], dim=-1)  # (B, H, W, sum C)

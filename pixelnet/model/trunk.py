@@ -32,6 +32,7 @@ class VGGTrunk(nn.Module):
         if unknown or not taps:
             raise ValueError(f"model.layers: unknown or empty {unknown or list(taps)}; allowed: {list(LAYERS)}")
         self.taps = tuple(t for t in LAYERS if t in taps)  # shallow to deep
+        self.strides = tuple(STRIDES[t] for t in self.taps)  # image px per map px, tap by tap
         cfg = _scaled(_VGG16, width)
         self.features = vgg.make_layers(cfg, batch_norm=batch_norm)
         # Index of the ReLU that ends each block's last conv, e.g. conv3_3 -> position in features.
