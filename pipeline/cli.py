@@ -104,16 +104,20 @@ def shard(
 def sample(
     task: TaskArg,
     shards: ShardsOpt,
-    out: Annotated[Path, typer.Option("--out", help="Folder for indices.npz and summary.json (data/samples/<task>).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for plan.npz and summary.json (data/samples/<task>).")],
     params: ParamsOpt = Path("params.yaml"),
+    quiet: QuietOpt = False,
 ) -> None:
-    """Precompute K draws of N pixel indices per training image (uniform, stratified or edge_biased; Numba)."""
+    """Plan training: for every training image and draw, the augmentation (rescale, rotation, flip, crop
+    window; sampling.augment, tasks.<task>.augment) and N pixels drawn by the task's strategy (uniform,
+    stratified, edge_biased; Numba) among the pixels inside that window. Prints the summary: rows
+    inside the window, padded rows, epochs the draws cover, plan size."""
     from pipeline import stages
 
     p = _params(params)
     _check_task(task, p)
-    summary = stages.sample(task, p, shards, out)
-    typer.echo(json.dumps(summary))
+    summary = stages.sample(task, p, shards, out, progress=not quiet)
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()

@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 
 from pixelnet.data.registry import SOURCES
-from pixelnet.data.transforms import AugmentConfig
 from pixelnet.infer import InferConfig
 from pixelnet.metrics.edges import BoundaryConfig
 from pixelnet.model.pixelnet import ModelConfig
 from pixelnet.model.trunk import STRIDES
+from pixelnet.plan import AugmentConfig
 from pixelnet.sampling import STRATEGIES, SamplingConfig
 from pixelnet.train import TrainConfig
 
@@ -38,8 +38,11 @@ class TaskParams:
     dataset: str = "synthetic"
     consensus: int = 3          # edges: annotators needed for a positive (capped at how many there were)
     loss: str = "l2"            # normals: "l2" (Euclidean on raw outputs, the paper's) or "cosine"
-    # Overrides of `train` keys for this task only (e.g. more iterations for the regression task).
+    # Overrides for this task only of `train` keys (e.g. more iterations for the regression task),
+    # `sampling.augment` keys (edges rotate, the others need not) and `model` keys.
     train: tuple[tuple[str, Any], ...] = ()
+    augment: tuple[tuple[str, Any], ...] = ()
+    model: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class EvalParams:
     thresholds: int = 99
     max_dist: float = 0.0075
     thin: bool = True
-    nms: bool = False           # edges: the edges toolbox's NMS before thresholding
+    nms: bool = True            # edges: the edges toolbox's NMS, then thinning (the paper, HED, RCF)
     workers: int = 1            # edges: benchmark processes
     grid_images: int = 6
     max_images: int = 0         # 0: the whole test split
@@ -64,10 +67,11 @@ class Params:
     tasks: dict[str, TaskParams]
     sampling: dict[str, SamplingConfig]   # per task
     images_per_batch: int
-    model: ModelConfig
+    model: ModelConfig                    # the shared model section
+    task_model: dict[str, ModelConfig]    # per task: model with tasks.<task>.model applied
     train: TrainConfig                    # the shared train section
     task_train: dict[str, TrainConfig]    # per task: train with tasks.<task>.train applied
-    augment: AugmentConfig
+    augment: dict[str, AugmentConfig]     # per task: sampling.augment with tasks.<task>.augment applied
     evaluate: EvalParams
 
     @property
@@ -153,6 +157,7 @@ def _make(cls: type, kwargs: dict[str, Any], prefix: str) -> Any:
 
 _SECTIONS = {"datasets", "data", "tasks", "sampling", "model", "train", "evaluate"}
 _AUGMENT_KEYS = tuple(f.name for f in dataclasses.fields(AugmentConfig))
+_OVERRIDES = ("train", "augment", "model")  # per-task override sections under tasks.<task>
 
 
 def parse_params(raw: Any) -> Params:
@@ -185,12 +190,14 @@ def parse_params(raw: Any) -> Params:
         if name not in TASK_NAMES:
             raise ParamsError(f"tasks.{name}: unknown task; allowed: {', '.join(TASK_NAMES)}")
         section = dict(section or {}) if isinstance(section, dict) else section
-        overrides = section.pop("train", None) if isinstance(section, dict) else None
-        tp = _make(TaskParams, _fields(TaskParams, section, f"tasks.{name}"), f"tasks.{name}")
-        if overrides is not None:
-            if not isinstance(overrides, dict):
-                raise ParamsError(f"tasks.{name}.train: expected a mapping of train keys, got {overrides!r}")
-            tp = dataclasses.replace(tp, train=tuple(overrides.items()))
+        overrides = {k: section.pop(k, None) for k in _OVERRIDES} if isinstance(section, dict) else {}
+        tp = _make(TaskParams, _fields(TaskParams, section, f"tasks.{name}", skip=_OVERRIDES), f"tasks.{name}")
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ParamsError(f"tasks.{name}.{key}: expected a mapping of {key} keys, got {value!r}")
+            tp = dataclasses.replace(tp, **{key: tuple(value.items())})
         if tp.dataset not in datasets:
             raise ParamsError(f"tasks.{name}.dataset: {tp.dataset!r} is not in datasets {list(datasets)}")
         if tp.consensus < 1:
@@ -206,6 +213,7 @@ def parse_params(raw: Any) -> Params:
     images_per_batch = _typecheck(sampling_raw.pop("images_per_batch", 5), int, "sampling.images_per_batch")
     if images_per_batch < 1:
         raise ParamsError(f"sampling.images_per_batch: must be >= 1, got {images_per_batch}")
+    augment_raw = sampling_raw.pop("augment", None)
     common = _fields(SamplingConfig, sampling_raw, "sampling", skip=("strategy",))
     sampling: dict[str, SamplingConfig] = {}
     for name in strategies:
@@ -216,29 +224,39 @@ def parse_params(raw: Any) -> Params:
         if strategy not in STRATEGIES:
             raise ParamsError(f"sampling.strategy.{name}: {strategy!r} is not one of {', '.join(STRATEGIES)}")
         sampling[name] = _make(SamplingConfig, {**common, "strategy": strategy}, "sampling")
+    shared_augment = _fields(AugmentConfig, augment_raw, "sampling.augment")
+    _make(AugmentConfig, shared_augment, "sampling.augment")
+    augment = {name: _make(AugmentConfig, {**shared_augment, **_fields(AugmentConfig, dict(tp.augment), f"tasks.{name}.augment")},
+                           f"tasks.{name}.augment" if tp.augment else "sampling.augment")
+               for name, tp in tasks.items()}
 
-    model = _make(ModelConfig, _fields(ModelConfig, raw.get("model"), "model"), "model")
+    model_raw = _fields(ModelConfig, raw.get("model"), "model")
+    model = _make(ModelConfig, model_raw, "model")
+    task_model = {name: _make(ModelConfig, {**model_raw, **_fields(ModelConfig, dict(tp.model), f"tasks.{name}.model")},
+                              f"tasks.{name}.model" if tp.model else "model")
+                  for name, tp in tasks.items()}
 
     train_raw = dict(raw.get("train") or {})
-    aug_raw = {k: train_raw.pop(k) for k in list(train_raw) if k in _AUGMENT_KEYS}
     train_hints = [f.name for f in dataclasses.fields(TrainConfig)]
     for key in train_raw:
+        if key in _AUGMENT_KEYS:
+            raise ParamsError(f"train.{key}: augmentation is decided by the sample stage now; set sampling.augment.{key} "
+                              f"(all tasks) or tasks.<task>.augment.{key}")
         if key not in train_hints:
-            raise ParamsError(f"train.{key}: unknown key; allowed under train: {', '.join(train_hints + list(_AUGMENT_KEYS))}")
+            raise ParamsError(f"train.{key}: unknown key; allowed under train: {', '.join(train_hints)}")
     train = _make(TrainConfig, _fields(TrainConfig, train_raw, "train"), "train")
     task_train: dict[str, TrainConfig] = {}
     for name, tp in tasks.items():
         prefix = f"tasks.{name}.train"
         over = dict(tp.train)
-        for key in over:
-            if key in _AUGMENT_KEYS:
-                raise ParamsError(f"{prefix}.{key}: augmentation is shared by all tasks; set train.{key}")
         task_train[name] = _make(TrainConfig, {**dataclasses.asdict(train), **_fields(TrainConfig, over, prefix)}, prefix)
-    augment = _make(AugmentConfig, _fields(AugmentConfig, aug_raw, "train"), "train")
 
-    deepest = max(STRIDES[layer] for layer in model.layers)
-    if augment.crop < deepest:
-        raise ParamsError(f"train.crop: {augment.crop} px is smaller than the stride {deepest} of the deepest tap in model.layers")
+    for name in tasks:
+        deepest = max(STRIDES[layer] for layer in task_model[name].layers)
+        if augment[name].crop < deepest:
+            key = f"tasks.{name}.augment.crop" if dict(tasks[name].augment).get("crop") else "sampling.augment.crop"
+            raise ParamsError(f"{key}: {augment[name].crop} px is smaller than the stride {deepest} of the deepest tap "
+                              f"in model.layers")
 
     evaluate = _make(EvalParams, _fields(EvalParams, raw.get("evaluate"), "evaluate"), "evaluate")
     _make(InferConfig, {"scales": evaluate.scales, "flip": evaluate.flip, "chunk_pixels": evaluate.chunk_pixels}, "evaluate")
@@ -250,7 +268,8 @@ def parse_params(raw: Any) -> Params:
 
     return Params(
         datasets=datasets, data=configs, shard_size=shard_size, tasks=tasks, sampling=sampling,
-        images_per_batch=images_per_batch, model=model, train=train, task_train=task_train, augment=augment,
+        images_per_batch=images_per_batch, model=model, task_model=task_model, train=train, task_train=task_train,
+        augment=augment,
         evaluate=evaluate,
     )
 

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from pipeline.params import Params
 from pixelnet.atomic import atomic_dir
 from pixelnet.data import fetch
 from pixelnet.data.registry import SOURCES
-from pixelnet.data.loader import PixelBatches, batch_loader, load_indices
+from pixelnet.data.loader import PixelBatches, batch_loader
 from pixelnet.data.shards import read_manifest, read_shards, shard_paths, write_shards
 from pixelnet.infer import predict
 from pixelnet.metrics.edges_io import write_official
@@ -29,7 +30,7 @@ from pixelnet.metrics.normals import plot_error_cdf
 from pixelnet.metrics.segmentation import plot_confusion
 from pixelnet.model.pixelnet import build_model, model_from_checkpoint
 from pixelnet.report import loss_curve, picture_grid
-from pixelnet.sampling import draw, image_seed
+from pixelnet.plan import PLAN_FILE, Plan, auto_draws, inside, move, plan_image
 from pixelnet.tasks import TASKS
 from pixelnet.train import resolve_device, train
 
@@ -92,30 +93,58 @@ def shard(dataset: str, params: Params, raw: Path, out: Path) -> dict:
 
 # ----------------------------------------------------------------------------- sample
 
-def sample(task_name: str, params: Params, shards: Path, out: Path) -> dict:
-    """Draw K × N pixel indices for every training image; write out/indices.npz and out/summary.json."""
+def sample(task_name: str, params: Params, shards: Path, out: Path, progress: bool = True) -> dict:
+    """The sampling plan: for every training image and draw, the augmentation and N pixels inside its
+    window (`pixelnet.plan`); writes out/plan.npz and out/summary.json."""
     task = make_task(task_name, params, shards)
     config = params.sampling[task_name]
-    indices: dict[str, np.ndarray] = {}
+    augment = params.augment[task_name]
+    manifest = read_manifest(shards)
+    n_images = int(manifest["splits"].get("train", {}).get("count", 0))
+    if n_images == 0:
+        raise ValueError(f"{shards}: the train split is empty")
+    iterations = params.task_train[task_name].iterations
+    epochs_needed = iterations * params.images_per_batch / n_images
+    draws = auto_draws(iterations, params.images_per_batch, n_images) if config.draws == "auto" else int(config.draws)
+    keys, sizes, parts = [], [], []
     per_stratum = np.zeros(256, dtype=np.int64)
-    for record in tqdm(read_shards(shard_paths(shards, "train")), desc=f"sample {task_name}", unit="img"):
+    inside_rows = 0
+    for record in tqdm(read_shards(shard_paths(shards, "train")), desc=f"sample {task_name}", total=n_images,
+                       unit="img", disable=not progress):
         strata = task.strata(record)
         try:
-            idx = draw(strata, config, image_seed(config.seed, record["key"]))  # (K, N)
+            part = plan_image(strata, record["key"], config, augment, draws)
         except ValueError as err:
             raise ValueError(f"{record['key']}: {err}") from err
-        indices[record["key"]] = idx
-        per_stratum += np.bincount(strata.ravel()[idx.ravel()], minlength=256)[:256]
-    if not indices:
-        raise ValueError(f"{shards}: the train split is empty")
-    total = per_stratum.sum()
-    summary = {
-        "task": task_name, "strategy": config.strategy, "images": len(indices),
-        "draws": config.draws, "pixels_per_image": config.pixels_per_image,
-        "share_per_stratum": {int(s): round(float(c / total), 4) for s, c in enumerate(per_stratum) if c},
-    }
+        flat = strata.ravel()
+        for k in range(draws):  # check the plan as the loader will apply it, and count what it holds
+            real = part["pixels"][k, : part["counts"][k]].astype(np.int64)
+            inside_rows += int(inside(move(real, strata.shape[1], part["affine"][k]), augment.crop).sum())
+            per_stratum += np.bincount(flat[real], minlength=256)[:256]
+        keys.append(record["key"])
+        sizes.append(strata.shape)
+        parts.append(part)
+    rng = np.random.default_rng([config.seed, len(keys)])
+    plan = Plan.stack(keys, sizes, parts, rng.integers(2**32, size=draws, dtype=np.uint64), augment.crop)
+    planned = plan.pixels.size
+    real_rows = int(plan.counts.sum())
+    total = max(int(per_stratum.sum()), 1)
     with atomic_dir(Path(out)) as tmp:
-        np.savez(tmp / "indices.npz", **indices)
+        plan.save(tmp / PLAN_FILE)
+        summary = {
+            "task": task_name, "strategy": config.strategy, "images": len(keys), "pixels_per_image": config.pixels_per_image,
+            "draws": draws, "draws_setting": config.draws,
+            "epochs": {"covered_by_draws": draws, "needed_by_training": round(epochs_needed, 2),
+                       "reused": bool(epochs_needed > draws)},
+            "augment": dataclasses.asdict(augment),
+            "rows": {"planned": planned, "real": real_rows, "inside_window": inside_rows,
+                     "inside_window_share_of_real": round(inside_rows / max(real_rows, 1), 6),
+                     "padded": planned - real_rows, "padded_share": round((planned - real_rows) / planned, 6),
+                     "draws_with_padding": int((plan.counts < config.pixels_per_image).sum()),
+                     "images_with_padding": int((plan.counts < config.pixels_per_image).any(axis=1).sum())},
+            "plan_mb": round((tmp / PLAN_FILE).stat().st_size / 2**20, 2),
+            "share_per_stratum": {int(s): round(float(c / total), 4) for s, c in enumerate(per_stratum) if c},
+        }
         _atomic_json(tmp / "summary.json", summary)
     return summary
 
@@ -137,21 +166,21 @@ def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out
         if world > 1 and resolve_device(cfg.device).type == "cuda":
             cfg = dataclasses.replace(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
         torch.manual_seed(cfg.seed)
-        model = build_model(params.model, task.out_channels)
+        say = (lambda msg: print(f"train {task_name}: {msg}", file=sys.stderr)) if rank == 0 else (lambda msg: None)
+        model = build_model(params.task_model[task_name], task.out_channels, say=say)
         manifest = read_manifest(shards)
-        indices_path = Path(samples) / "indices.npz"
-        indices = load_indices(indices_path)
+        plan_path = Path(samples) / PLAN_FILE
+        plan = Plan.load(plan_path)
         shard_keys = {s["name"]: s["keys"] for s in manifest["splits"]["train"]["shards"] if "keys" in s}
         cuda = resolve_device(cfg.device).type == "cuda"
 
         def batches(start: int):
-            dataset = PixelBatches(shard_paths(shards, "train"), indices, task, params.augment, params.images_per_batch,
-                                   seed=cfg.seed, start_batch=start, rank=rank, world_size=world, shard_keys=shard_keys)
+            dataset = PixelBatches(shard_paths(shards, "train"), plan, task, params.images_per_batch,
+                                   start_batch=start, rank=rank, world_size=world, shard_keys=shard_keys)
             return batch_loader(dataset, cfg.num_workers, pin_memory=cuda, prefetch=cfg.prefetch)
 
         data_id = hashlib.sha256(_code_id().encode() + json.dumps(manifest, sort_keys=True).encode()
-                                 + fetch.digests(indices_path, ("sha256",))["sha256"].encode()
-                                 + json.dumps(dataclasses.asdict(params.augment), sort_keys=True).encode()
+                                 + fetch.digests(plan_path, ("sha256",))["sha256"].encode()
                                  + str(params.images_per_batch).encode()).hexdigest()
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -169,7 +198,7 @@ def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out
 
 # The library code the train stage runs (dvc.yaml's train deps): a checkpoint made by other code is
 # not resumed, since DVC re-runs the stage after a code change to get that code's result.
-_TRAIN_CODE = ("model", "tasks", "train.py", "data/loader.py", "data/transforms.py")
+_TRAIN_CODE = ("model", "tasks", "train.py", "data/loader.py", "data/transforms.py", "plan.py")
 
 
 def _code_id() -> str:

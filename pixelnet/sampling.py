@@ -1,4 +1,5 @@
-"""Sparse pixel sampling: K draws of N distinct flat pixel indices per image.
+"""Sparse pixel sampling: K draws of N distinct flat pixel indices per image (the sampling plan,
+`pixelnet.plan`, calls it once per draw on the pixels inside that draw's window).
 
 PixelNet builds hypercolumns only at a sample of ~2,000 pixels per image, so the sample is where
 diversity comes from: uniform, class-stratified (balanced over the classes present) or edge-biased
@@ -33,20 +34,23 @@ _SLACK = 16  # spare bucket slots per class, so run copies can write whole 16-id
 class SamplingConfig:
     strategy: str = "uniform"
     pixels_per_image: int = 2000
-    draws: int = 4  # K independent draws per image (one is used per epoch)
+    draws: int | str = "auto"  # K draws per image, one per epoch; "auto": as many as the run has epochs
     positive_fraction: float = 0.5  # edge_biased only
     seed: int = 0  # mixed with each sample key by `image_seed`
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"sampling.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        for name in ("pixels_per_image", "draws", "seed"):
+        if isinstance(self.draws, str) and self.draws != "auto":
+            raise ValueError(f"sampling.draws must be an integer or 'auto', got {self.draws!r}")
+        names = ("pixels_per_image", "seed") if self.draws == "auto" else ("pixels_per_image", "draws", "seed")
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"sampling.{name} must be an integer, got {value!r}")
         if self.pixels_per_image < 1:
             raise ValueError(f"sampling.pixels_per_image must be >= 1, got {self.pixels_per_image}")
-        if self.draws < 1:
+        if self.draws != "auto" and self.draws < 1:
             raise ValueError(f"sampling.draws must be >= 1, got {self.draws}")
         f = self.positive_fraction
         if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)) or not 0 <= f <= 1:
@@ -63,6 +67,7 @@ def draw(strata: np.ndarray, config: SamplingConfig, seed: int) -> np.ndarray:
 
     `seed` is the per-image seed (`image_seed`), not `config.seed`.
     """
+    _check_draws(config)
     flat = _flatten(strata)
     _check_seed(seed)
     n_strata = _N_STRATA[config.strategy]
@@ -81,6 +86,7 @@ def draw(strata: np.ndarray, config: SamplingConfig, seed: int) -> np.ndarray:
 
 def draw_numpy(strata: np.ndarray, config: SamplingConfig, seed: int) -> np.ndarray:
     """Same contract as `draw`, in plain NumPy (np.random.default_rng(seed)): the tests' reference."""
+    _check_draws(config)
     flat = _flatten(strata)
     _check_seed(seed)
     n_strata = _N_STRATA[config.strategy]
@@ -120,6 +126,11 @@ def _flatten(strata: np.ndarray) -> np.ndarray:
     if strata.size == 0:
         raise ValueError("strata map is empty")
     return np.ascontiguousarray(strata).reshape(-1)
+
+
+def _check_draws(config: SamplingConfig) -> None:
+    if config.draws == "auto":
+        raise ValueError("sampling.draws='auto' is resolved by the sample stage; pass an integer here")
 
 
 def _check_seed(seed: int) -> None:

@@ -282,7 +282,7 @@ def train(
                 waited += time.perf_counter() - t0
                 images += batch.images.shape[0]
                 with fast.autocast():
-                    outputs = forward(batch.images, batch.coords)  # (B, N, K)
+                    outputs = forward(batch.images, batch.coords, batch.weight > 0)  # (B, N, K); padding rows are not valid
                 b, n, k = outputs.shape
                 loss = task.loss(
                     outputs.reshape(b * n, k).float(),

@@ -27,6 +27,7 @@ TINY_PARAMS = {
     "sampling": {
         "pixels_per_image": 64, "images_per_batch": 2, "draws": 2, "seed": 0, "positive_fraction": 0.5,
         "strategy": {"edges": "edge_biased", "normals": "uniform", "segmentation": "stratified"},
+        "augment": {"crop": 32, "scale": [0.8, 1.25], "flip": True},
     },
     "model": {
         "layers": ["conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3", "fc7"], "batch_norm": True,
@@ -35,7 +36,6 @@ TINY_PARAMS = {
     "train": {
         "iterations": 3, "lr": 0.01, "lr_steps": [2], "lr_gamma": 0.1, "momentum": 0.9, "weight_decay": 0.0005,
         "seed": 0, "device": "cpu", "checkpoint_every": 2, "log_every": 1, "num_workers": 0, "threads": 0,
-        "crop": 32, "scale": [0.8, 1.25], "flip": True,
     },
     "evaluate": {
         "scales": [1.0], "flip": False, "chunk_pixels": 300, "thresholds": 9, "max_dist": 0.0075, "thin": True,

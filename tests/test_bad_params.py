@@ -22,7 +22,8 @@ CASES = [
     ("sampling.pixels_per_imag", 100, "sampling.pixels_per_imag", "unknown key"),
     ("train.lr", "fast", "train.lr", "expected float"),
     ("sampling.pixels_per_image", 0, "sampling.pixels_per_image", ">= 1"),
-    ("sampling.pixels_per_image", 5000, "sampling.pixels_per_image", "exceeds"),   # 32x32 images: 1,024 pixels
+    ("sampling.draws", "lots", "sampling.draws", "'auto'"),
+    ("sampling.augment.crop", 16, "sampling.augment.crop", "stride 32"),   # fc7 is tapped
     ("sampling.positive_fraction", 1.5, "sampling.positive_fraction", "[0, 1]"),
     ("model.layers", ["conv1_2", "conv9_9"], "model.layers", "conv9_9"),
     ("tasks.depth", {"dataset": "synthetic"}, "tasks.depth", "unknown task"),

@@ -14,16 +14,15 @@ import yaml
 from conftest import REPO
 from pipeline import stages
 from pipeline.params import load_params
-from pixelnet.data.loader import PixelBatches, load_indices
+from pixelnet.data.loader import PixelBatches
 from pixelnet.data.shards import shard_paths
-from pixelnet.data.transforms import AugmentConfig
+from pixelnet.plan import Plan
 from pixelnet.tasks import EdgesTask
 
 
-def _keys(shards, indices, rank, world, batches=4):
+def _keys(shards, plan, rank, world, batches=4):
     """Keys one rank reads in its first `batches` batches (the tiny train split has 8 images)."""
-    ds = PixelBatches(shard_paths(shards, "train"), indices, EdgesTask(), AugmentConfig(crop=32), 2, seed=3,
-                      rank=rank, world_size=world)
+    ds = PixelBatches(shard_paths(shards, "train"), plan, EdgesTask(), 2, rank=rank, world_size=world)
     return [k for b in itertools.islice(iter(ds), batches) for k in b.keys]
 
 
@@ -31,11 +30,11 @@ def test_ranks_read_disjoint_samples_covering_each_epoch(tmp_path, tiny_params_d
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params_dict))
     stages.sample("edges", load_params(params), tiny_shards, tmp_path / "samples")
-    indices = load_indices(tmp_path / "samples" / "indices.npz")
-    r0, r1 = _keys(tiny_shards, indices, 0, 2, batches=2), _keys(tiny_shards, indices, 1, 2, batches=2)
+    plan = Plan.load(tmp_path / "samples" / "plan.npz")
+    r0, r1 = _keys(tiny_shards, plan, 0, 2, batches=2), _keys(tiny_shards, plan, 1, 2, batches=2)
     assert len(r0) == len(r1) == 4 and not set(r0) & set(r1)
-    assert set(r0) | set(r1) == set(indices)  # one epoch: every training image exactly once
-    single = _keys(tiny_shards, indices, 0, 1, batches=4)
+    assert set(r0) | set(r1) == set(plan.keys.tolist())  # one epoch: every training image exactly once
+    single = _keys(tiny_shards, plan, 0, 1, batches=4)
     assert sorted(single) == sorted(r0 + r1)  # the same epoch order, dealt out
 
 
@@ -50,7 +49,8 @@ def test_two_gloo_processes_step_like_one_process_on_the_union_batch(tmp_path, t
     # A step whose loss is a plain mean over equally many pixels per rank, and no batch statistics:
     # then DDP's averaged gradient is exactly the union batch's gradient.
     tiny["model"].update(batch_norm=False, head_batch_norm=False, dropout=0.0)
-    tiny["train"].update(iterations=1, checkpoint_every=0, log_every=1, scale=[1.0, 1.0], flip=False, crop=32, threads=1)
+    tiny["train"].update(iterations=1, checkpoint_every=0, log_every=1, threads=1)
+    tiny["sampling"]["augment"] = {"scale": [1.0, 1.0], "flip": False, "crop": 32}
     tiny["sampling"]["strategy"]["segmentation"] = "stratified"
     runs = {}
     for world, per_rank in ((2, 2), (1, 4)):

@@ -191,7 +191,7 @@ def test_too_many_pixels_names_key_and_valid_count(impl, strategy: str) -> None:
     strata = np.full((H, W), -1, np.int16)
     strata[0, :10] = 0
     strata[1, :7] = 1
-    config = SamplingConfig(strategy=strategy, pixels_per_image=18)
+    config = SamplingConfig(strategy=strategy, pixels_per_image=18, draws=4)
     with pytest.raises(ValueError, match=r"sampling\.pixels_per_image=18 .* 17 valid pixels"):
         impl(strata, config, 0)
 
@@ -204,7 +204,7 @@ def test_out_of_range_strata_rejected(impl, strategy: str, value: int) -> None:
     strata = np.zeros((H, W), np.int16)
     strata[3, 4] = value
     with pytest.raises(ValueError, match="sampling.strategy"):
-        impl(strata, SamplingConfig(strategy=strategy, pixels_per_image=10), 0)
+        impl(strata, SamplingConfig(strategy=strategy, pixels_per_image=10, draws=4), 0)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -222,7 +222,7 @@ def test_out_of_range_strata_rejected(impl, strategy: str, value: int) -> None:
 )
 def test_bad_inputs_rejected(impl, strata: np.ndarray, seed: int, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        impl(strata, SamplingConfig(pixels_per_image=2), seed)
+        impl(strata, SamplingConfig(pixels_per_image=2, draws=4), seed)
 
 
 @pytest.mark.parametrize(
@@ -233,6 +233,7 @@ def test_bad_inputs_rejected(impl, strata: np.ndarray, seed: int, match: str) ->
         ({"pixels_per_image": -5}, r"sampling\.pixels_per_image"),
         ({"pixels_per_image": 2.5}, r"sampling\.pixels_per_image must be an integer"),
         ({"draws": 0}, r"sampling\.draws must be >= 1, got 0"),
+        ({"draws": "many"}, r"sampling\.draws must be an integer or 'auto'"),
         ({"positive_fraction": 1.5}, r"sampling\.positive_fraction must be in \[0, 1\], got 1\.5"),
         ({"positive_fraction": -0.1}, r"sampling\.positive_fraction"),
         ({"seed": "0"}, r"sampling\.seed must be an integer"),
@@ -241,6 +242,12 @@ def test_bad_inputs_rejected(impl, strata: np.ndarray, seed: int, match: str) ->
 def test_config_validation_names_the_key(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         SamplingConfig(**kwargs)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_auto_draws_must_be_resolved_first(impl) -> None:
+    with pytest.raises(ValueError, match="resolved by the sample stage"):
+        impl(np.zeros((4, 4), np.int16), SamplingConfig(pixels_per_image=2), 0)
 
 
 def test_image_seed_is_stable_and_order_free() -> None:

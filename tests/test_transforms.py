@@ -1,61 +1,25 @@
-"""Augmentation moves sampled pixels with the image: they still point at the same content."""
+"""A planned draw moves the sampled pixels with the image: they still point at the same content."""
 
 import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
 
-from pixelnet.data.transforms import AugmentConfig, augment, indices_to_coords
-from pixelnet.tasks import NormalsTask
+from pixelnet.data.loader import move_targets
+from pixelnet.data.transforms import apply_draw, indices_to_coords, warp
+from pixelnet.plan import AugmentConfig, affine, draw_affine, inside
+from pixelnet.tasks import EdgesTask, NormalsTask, SegmentationTask
 
 
 def _ramp(h: int, w: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack([xx * 4, yy * 5, (xx + yy) % 7 * 30], axis=-1).astype(np.uint8)
+    """(H, W, 2) float64: each pixel holds its own x and y, so a bilinear read decodes a location."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    return np.stack([xx, yy], axis=-1)
 
 
-def _read(image: np.ndarray, coords: np.ndarray, channel: int) -> np.ndarray:
-    return map_coordinates(image[..., channel].astype(np.float64), [coords[:, 1], coords[:, 0]], order=1, mode="nearest")
-
-
-@pytest.mark.parametrize("flip", [False, True])
-def test_flip_and_crop_are_exact(flip):
-    h, w = 40, 50
-    image = _ramp(h, w)
-    rng = np.random.default_rng(0)
-    idx = rng.choice(h * w, 300, replace=False)
-    # scale 1: no resampling, so every surviving pixel must land exactly on its own value.
-    out = augment(image, idx, AugmentConfig(crop=32, scale=(1.0, 1.0), flip=True), rng)
-    while out.flipped != flip:  # flips happen with p = 0.5; draw until we have the case under test
-        out = augment(image, idx, AugmentConfig(crop=32, scale=(1.0, 1.0), flip=True), rng)
-    inside = out.coords[out.inside]
-    assert np.allclose(inside, np.round(inside))
-    cols, rows = inside[:, 0].astype(int), inside[:, 1].astype(int)
-    rr, cc = np.divmod(idx[out.inside], w)
-    assert np.array_equal(out.image[rows, cols], image[rr, cc])
-    assert 0 < out.inside.sum() < len(idx)  # the crop dropped some pixels and kept others
-
-
-@pytest.mark.parametrize("scale", [0.7, 1.3])
-def test_rescale_keeps_pixel_centres(scale):
-    h, w = 40, 50
-    image = _ramp(h, w)
-    rng = np.random.default_rng(1)
-    rr, cc = np.mgrid[1 : h - 1, 1 : w - 1]  # away from the border, where a downscale pads
-    idx = (rr * w + cc).ravel()
-    for _ in range(4):
-        out = augment(image, idx, AugmentConfig(crop=80, scale=(scale, scale), flip=True), rng)
-        assert out.inside.all()
-        got_x = _read(out.image, out.coords, 0) / 4
-        got_y = _read(out.image, out.coords, 1) / 5
-        # The ramp is linear, so bilinear reading returns the original column/row (up to uint8 rounding).
-        assert np.abs(got_x - cc.ravel()).max() < 0.35
-        assert np.abs(got_y - rr.ravel()).max() < 0.35
-
-
-def test_flip_negates_normal_x():
-    task = NormalsTask()
-    n = np.array([[0.6, 0.0, 0.8], [-0.28, 0.96, 0.0]], dtype=np.float32)
-    np.testing.assert_allclose(task.flip_targets(n), [[-0.6, 0.0, 0.8], [0.28, 0.96, 0.0]])
+def _read(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """(N, C) bilinear values of an (H, W, C) image at (N, 2) x, y."""
+    return np.stack([map_coordinates(image[..., c], [coords[:, 1], coords[:, 0]], order=1, mode="nearest")
+                     for c in range(image.shape[-1])], axis=1)
 
 
 def _rotated(coords: np.ndarray, degrees: float, h: int, w: int) -> np.ndarray:
@@ -68,69 +32,57 @@ def _rotated(coords: np.ndarray, degrees: float, h: int, w: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("flip", [False, True])
-def test_rotation_moves_pixels_with_the_image(flip):
-    h, w = 40, 50
-    image = _ramp(h, w)
+@pytest.mark.parametrize("angle", [0.0, 33.0, -120.0])
+def test_affine_is_rotation_then_flip_about_the_centre(flip, angle):
+    h, w = 41, 57
     idx = np.arange(h * w)
-    config = AugmentConfig(crop=64, scale=(1.0, 1.0), flip=True, rotate=40.0)  # crop > image: no pixel cut by it
-    rng = np.random.default_rng(3)
-    out = augment(image, idx, config, rng)
-    while out.flipped != flip or abs(out.rotation) < 15:
-        out = augment(image, idx, config, rng)
-    expected = _rotated(np.stack([idx % w, idx // w], axis=1).astype(np.float64), out.rotation, h, w)
+    m = affine(h, w, 1.0, angle, flip)
+    got = apply_draw(np.zeros((h, w, 3), np.uint8), idx, len(idx), m, 64, angle, flip).coords
+    expected = _rotated(indices_to_coords(idx, w).astype(np.float64), angle, h, w)
     if flip:
         expected[:, 0] = w - 1 - expected[:, 0]
-    np.testing.assert_allclose(out.coords, expected, atol=1e-3)
-    # Honest masking: exactly the pixels the turn carried out of the frame are dropped (corners).
-    in_frame = (expected[:, 0] > -0.5) & (expected[:, 0] < w - 0.5) & (expected[:, 1] > -0.5) & (expected[:, 1] < h - 0.5)
-    np.testing.assert_array_equal(out.inside, in_frame)
-    assert 0 < (~out.inside).sum() < len(idx) // 2
-    # Kept pixels still point at their own value (away from the original border and the frame's edge,
-    # where the rotation's and the pad's black fill bleed into a bilinear read).
-    rr, cc = np.divmod(idx, w)
-    x, y = out.coords[:, 0], out.coords[:, 1]
-    deep = out.inside & (cc > 1) & (cc < w - 2) & (rr > 1) & (rr < h - 2) & (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2)
-    rr, cc = rr[deep], cc[deep]
-    assert np.abs(_read(out.image, out.coords[deep], 0) / 4 - cc).max() < 0.35
-    assert np.abs(_read(out.image, out.coords[deep], 1) / 5 - rr).max() < 0.35
+    np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_rotation_with_rescale_and_crop_keeps_targets():
+@pytest.mark.parametrize("scale", [0.7, 1.3])
+def test_rescale_keeps_pixel_centres_as_cv2_resize(scale):
+    """x' = (x + 0.5)·s − 0.5, cv2.resize's convention: the warped ramp reads back each pixel's own place."""
     h, w = 40, 50
-    image = _ramp(h, w)
-    rng = np.random.default_rng(4)
-    idx = rng.choice(h * w, 400, replace=False)
-    rr, cc = np.divmod(idx, w)
-    for _ in range(6):
-        out = augment(image, idx, AugmentConfig(crop=32, scale=(0.8, 1.25), flip=True, rotate=30.0), rng)
-        # The crop and the turn drop some pixels; every kept one is inside the crop.
-        assert 0 < out.inside.sum() < len(idx)
-        kept = out.coords[out.inside]
-        assert (kept > -0.5).all() and (kept < 32 - 0.5).all()
-        x, y = kept[:, 0], kept[:, 1]
-        deep = (x > 2) & (x < 29) & (y > 2) & (y < 29)
-        # The target gathered at the original index matches what the augmented image shows there.
-        got = np.stack([_read(out.image, kept[deep], 0) / 4, _read(out.image, kept[deep], 1) / 5], axis=1)
-        want = np.stack([cc[out.inside][deep], rr[out.inside][deep]], axis=1)
-        # Near the original image's border the black fill of the turn bleeds in; compare the interior.
-        interior = (want[:, 0] > 1) & (want[:, 0] < w - 2) & (want[:, 1] > 1) & (want[:, 1] < h - 2)
-        assert np.abs(got[interior] - want[interior]).max() < 0.5
+    m = affine(h, w, scale, 0.0, False)
+    rr, cc = np.mgrid[1 : h - 1, 1 : w - 1]  # away from the border, where the zero fill bleeds in
+    idx = (rr * w + cc).ravel()
+    out = apply_draw(np.zeros((h, w, 3), np.uint8), idx, len(idx), m, 80, 0.0, False)
+    np.testing.assert_allclose(out.coords[:, 0], (cc.ravel() + 0.5) * scale - 0.5, atol=1e-4)
+    got = _read(warp(_ramp(h, w), m, 80), out.coords)
+    assert np.abs(got - np.stack([cc.ravel(), rr.ravel()], axis=1)).max() < 0.05
 
 
-def test_rotation_off_draws_nothing_extra():
-    image = _ramp(20, 20)
-    a = augment(image, np.arange(50), AugmentConfig(crop=16), np.random.default_rng(0))
-    b = augment(image, np.arange(50), AugmentConfig(crop=16, rotate=0.0), np.random.default_rng(0))
-    assert a.rotation == b.rotation == 0.0
-    np.testing.assert_array_equal(a.coords, b.coords)
+def test_window_placement_covers_the_image_or_lies_inside_it():
+    """Along an axis where the transformed image is larger than the window, the window lies inside
+    the image's extent; where it is smaller, the image lies inside the window."""
+    rng = np.random.default_rng(0)
+    for h, w, crop in ((30, 90, 48), (75, 101, 32)):
+        for _ in range(50):
+            m, *_ = draw_affine(h, w, AugmentConfig(crop=crop, scale=(0.5, 1.5), flip=True, rotate=0.0), rng)
+            corners = np.array([[0, 0], [w - 1, h - 1]], np.float64) @ m[:, :2].T + m[:, 2]  # (2, 2)
+            lo, hi = corners.min(axis=0), corners.max(axis=0)
+            for axis in range(2):
+                if hi[axis] - lo[axis] + 1 >= crop:
+                    assert lo[axis] <= 1e-9 and hi[axis] >= crop - 1 - 1e-9
+                else:
+                    assert lo[axis] >= -1e-9 and hi[axis] <= crop - 1 + 1e-9
+
+
+def test_padding_rows_are_marked_and_parked():
+    out = apply_draw(np.zeros((20, 20, 3), np.uint8), np.array([5, 7, 0, 0]), 2, affine(20, 20, 1.0, 0.0, False), 16,
+                     0.0, False)
+    np.testing.assert_array_equal(out.valid, [True, True, False, False])
+    assert (out.coords[2:] == 0).all()
 
 
 def test_normals_turn_like_image_directions():
     """A direction in the picture, written as a normal's (x, y), must turn exactly as the picture does."""
-    from pixelnet.data.loader import move_targets
-
     h, w = 40, 50
-    image = _ramp(h, w)
     task = NormalsTask()
     rng = np.random.default_rng(5)
     centre = (h // 2) * w + w // 2
@@ -141,8 +93,8 @@ def test_normals_turn_like_image_directions():
     n = np.stack([d[:, 0], -d[:, 1], np.full(3, 0.7)], axis=1)  # camera frame: y up, some z
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     for _ in range(8):
-        # Scale 1: a rescale rounds H and W separately, which skews directions by up to 1/(2 min(H, W)).
-        out = augment(image, idx, AugmentConfig(crop=64, scale=(1.0, 1.0), flip=True, rotate=90.0), rng)
+        m, s, angle, flip = draw_affine(h, w, AugmentConfig(crop=64, scale=(0.7, 1.4), flip=True, rotate=90.0), rng)
+        out = apply_draw(np.zeros((h, w, 3), np.uint8), idx, len(idx), m, 64, angle, flip)
         moved = out.coords[1:] - out.coords[0]
         want = np.stack([moved[:, 0], -moved[:, 1]], axis=1)
         want /= np.linalg.norm(want, axis=1, keepdims=True)
@@ -152,10 +104,18 @@ def test_normals_turn_like_image_directions():
 
 
 def test_rotate_targets_hooks():
-    from pixelnet.tasks import EdgesTask, SegmentationTask
-
     n = np.array([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]], dtype=np.float32)
     np.testing.assert_allclose(NormalsTask().rotate_targets(n, 90.0), [[0, 1, 0], [-0.6, 0, 0.8]], atol=1e-6)
     t = np.array([0.0, 1.0, 1.0], dtype=np.float32)
     assert EdgesTask().rotate_targets(t, 33.0) is t
     assert SegmentationTask(num_classes=3).rotate_targets(t, 33.0) is t
+
+
+def test_identity_map_crops_the_top_left_window():
+    image = np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)
+    out = warp(image, np.eye(2, 3), 8)
+    np.testing.assert_array_equal(out, image[:8, :8])
+    out = warp(image, np.eye(2, 3), 16)  # a window larger than the image: zero outside it
+    np.testing.assert_array_equal(out[:10, :12], image)
+    assert out.shape == (16, 16, 3) and not out[10:].any() and not out[:, 12:].any()
+    assert inside(np.array([[-0.5, 0.0], [15.49, 0.0], [15.5, 0.0]]), 16).tolist() == [True, True, False]

@@ -28,16 +28,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pixelnet.bench.measure import describe_device, in_child, peak_rss_mb, rss_mb
 from pixelnet.data.loader import Batch, PixelBatches, batch_loader
 from pixelnet.data.shards import read_shards, shard_paths
-from pixelnet.data.transforms import AugmentConfig
 from pixelnet.model.pixelnet import ModelConfig, PixelNet
 from pixelnet.model.trunk import LAYERS
-from pixelnet.sampling import SamplingConfig, draw, image_seed
+from pixelnet.plan import AugmentConfig, Plan, plan_image
+from pixelnet.sampling import SamplingConfig
 from pixelnet.tasks import EdgesTask
 from pixelnet.train import MEMORY_FORMATS, PRECISIONS, FastPath, TrainConfig, train
 
@@ -111,15 +112,19 @@ def synthetic_batches(bench: TrainBench, pin: bool, distinct: int = 4) -> Iterat
 
 
 def shard_batches(bench: TrainBench, task: EdgesTask, pin: bool) -> Iterator[Batch]:
-    """The real loader over bench.shards' train split, with edge-biased indices drawn here first."""
+    """The real loader over bench.shards' train split, with an edge-biased plan (one draw) made here first."""
     folder = Path(bench.shards or "")
     paths = shard_paths(folder, "train")
     config = SamplingConfig(strategy="edge_biased", pixels_per_image=bench.samples, draws=1, seed=bench.seed)
-    indices = {}
-    for record in read_shards(paths):
-        indices[record["key"]] = draw(task.strata(record), config, image_seed(config.seed, record["key"]))  # (1, N)
     augment = AugmentConfig(crop=bench.image_size, scale=(0.8, 1.25), flip=True)
-    dataset = PixelBatches(paths, indices, task, augment, bench.images, seed=bench.seed)
+    keys, sizes, parts = [], [], []
+    for record in read_shards(paths):
+        strata = task.strata(record)
+        keys.append(record["key"])
+        sizes.append(strata.shape)
+        parts.append(plan_image(strata, record["key"], config, augment, draws=1))
+    plan = Plan.stack(keys, sizes, parts, np.array([bench.seed]), augment.crop)
+    dataset = PixelBatches(paths, plan, task, bench.images)
     return batch_loader(dataset, bench.workers, pin_memory=pin, prefetch=bench.prefetch)
 
 

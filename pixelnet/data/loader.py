@@ -1,15 +1,16 @@
-"""Training batches: shards joined with precomputed pixel indices, augmented, batched.
+"""Training batches: shards joined with the sampling plan, augmented as planned, batched.
 
-One WebDataset pipeline per epoch: shards in a seeded order, a seeded shuffle buffer, decode, then
-for each image the epoch's draw of pixel indices (draw ``epoch % K``), targets gathered at those
-indices, and geometric augmentation (seeded by epoch and key) that moves the pixels with the image.
-See `PixelBatches` for how ranks and workers split the stream and how it resumes.
+One WebDataset pipeline per epoch: shards in an order and through a shuffle buffer seeded by the
+plan, decode, then for each image the epoch's planned draw (draw ``epoch % K``): the image warped
+into its window and the planned pixels moved with it (`pixelnet.data.transforms`), targets read at
+the pixels' source indices. The loader draws nothing itself: every random choice comes from the
+plan (`pixelnet.plan`). See `PixelBatches` for how ranks and workers split the stream and how it
+resumes.
 """
 
 from __future__ import annotations
 
 import random
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,8 @@ import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pixelnet.data.shards import ShardError, decode
-from pixelnet.data.transforms import AugmentConfig, Augmented, augment
+from pixelnet.data.transforms import Augmented, apply_draw
+from pixelnet.plan import Plan
 from pixelnet.tasks.base import Task
 
 
@@ -29,7 +31,7 @@ class Batch:
     images: torch.Tensor   # (B, 3, h, w) uint8
     coords: torch.Tensor   # (B, N, 2) float32 pixel coordinates in the augmented images
     targets: torch.Tensor  # (B, N, ...) task targets
-    weight: torch.Tensor   # (B, N) float32: 1 where the pixel survived the crop
+    weight: torch.Tensor   # (B, N) float32: 1 for a planned pixel, 0 for a padding row
     keys: list[str]
     skipped: list[str] = field(default_factory=list)  # bad samples passed over since the last batch
 
@@ -51,7 +53,7 @@ class Batch:
 
 
 def move_targets(task: Task, targets: np.ndarray, aug: Augmented) -> np.ndarray:
-    """Targets as the augmented image shows them: rotated, then flipped, in the order augment applies."""
+    """Targets as the augmented image shows them: rotated, then flipped, in the order the plan's map applies."""
     if aug.rotation:
         targets = task.rotate_targets(targets, aug.rotation)
     if aug.flipped:
@@ -59,19 +61,13 @@ def move_targets(task: Task, targets: np.ndarray, aug: Augmented) -> np.ndarray:
     return targets
 
 
-def load_indices(path: Path) -> dict[str, np.ndarray]:
-    """The sample stage's output: {key: (K, N) int32 flat indices}."""
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
-
-
 class PixelBatches(IterableDataset):
     """An endless, resumable stream of Batches (epochs one after another).
 
     Every loader slot — one per (rank, worker) pair — reads the same seeded order of samples each
     epoch and keeps every `slots`-th one, so across all ranks and workers each sample is used once
-    per epoch whatever the number of shards. A sample's augmentation depends only on (seed, epoch,
-    key), so the stream is the same for any worker count and can restart at any batch: `start_batch`
+    per epoch whatever the number of shards. A sample's augmentation and pixels are the plan's draw
+    (key, epoch mod K) and the epoch's order comes from the plan's seeds, so the stream is the same for any worker count and can restart at any batch: `start_batch`
     skips that many batches (of this rank's stream, as the DataLoader deals them round-robin from
     its workers) by reading, not decoding, the samples before it.
 
@@ -84,11 +80,9 @@ class PixelBatches(IterableDataset):
     def __init__(
         self,
         shards: list[Path],
-        indices: dict[str, np.ndarray],
+        plan: Plan,
         task: Task,
-        augment_config: AugmentConfig,
         images_per_batch: int,
-        seed: int = 0,
         shuffle_buffer: int = 256,
         start_batch: int = 0,
         rank: int = 0,
@@ -100,11 +94,9 @@ class PixelBatches(IterableDataset):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside a world of {world_size}")
         self.shards = [str(p) for p in shards]
-        self.indices = indices
+        self.plan = plan
         self.task = task
-        self.augment_config = augment_config
         self.images_per_batch = images_per_batch
-        self.seed = seed
         self.shuffle_buffer = shuffle_buffer
         self.start_batch = start_batch
         self.rank = rank
@@ -114,32 +106,37 @@ class PixelBatches(IterableDataset):
     def _samples(self, epoch: int, problems: dict[str, str]) -> Iterator[dict]:
         """The epoch's raw samples in the order every slot agrees on; unreadable shards are noted."""
         shards = list(self.shards)
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(shards)
+        seed = int(self.plan.order_seeds[epoch % self.plan.draws]) * 1_000_003 + epoch  # the plan decides the order
+        random.Random(seed).shuffle(shards)
 
         def unreadable(exn: Exception) -> bool:
-            where = next((a for a in reversed(exn.args) if isinstance(a, str) and a.endswith(".tar")), "?")
-            problems[where] = str(exn.args[0] if exn.args else exn)
+            problems[_shard_named(exn, self.shards)] = str(exn.args[0] if exn.args else exn)
             return True  # go on with the next shard
 
         stream = (
             wds.WebDataset(shards, shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None,
                            handler=unreadable)
-            .shuffle(self.shuffle_buffer, rng=random.Random(self.seed * 7_919 + epoch))
+            .shuffle(self.shuffle_buffer, rng=random.Random(seed * 7_919 + 1))
         )
         yield from stream
 
     def _item(self, sample: dict, epoch: int) -> dict:
         record = decode(sample)  # ShardError names shard and key (also for a target of the wrong size)
         key = record["key"]
-        if key not in self.indices:
-            raise KeyError(f"{sample.get('__url__', '?')}: key {key} has no sampled pixels (re-run the sample stage)")
-        draws = self.indices[key]  # (K, N)
-        idx = draws[epoch % len(draws)]
-        targets = self.task.gather(record, idx)
-        rng = np.random.default_rng([self.seed, epoch, zlib.crc32(key.encode())])  # per sample: resumable
-        aug = augment(record["image"], idx, self.augment_config, rng)
-        targets = move_targets(self.task, targets, aug)
-        return {"key": key, "image": aug.image, "coords": aug.coords, "targets": targets, "weight": aug.inside}
+        plan = self.plan
+        try:
+            i = plan.row(key)
+        except KeyError:
+            raise KeyError(f"{sample.get('__url__', '?')}: key {key} is not in the sampling plan (re-run the sample stage)") from None
+        if tuple(record["image"].shape[:2]) != tuple(plan.sizes[i]):
+            raise KeyError(f"{sample.get('__url__', '?')}: key {key} is {record['image'].shape[:2]} but was planned at "
+                           f"{tuple(plan.sizes[i])} (re-run the sample stage)")
+        k = epoch % plan.draws
+        pixels = plan.pixels[i, k].astype(np.int64)  # (N,) flat source indices, padding after counts
+        aug = apply_draw(record["image"], pixels, int(plan.counts[i, k]), plan.affine[i, k], plan.crop,
+                         float(plan.angle[i, k]), bool(plan.flip[i, k]))
+        targets = move_targets(self.task, self.task.gather(record, pixels), aug)
+        return {"key": key, "image": aug.image, "coords": aug.coords, "targets": targets, "weight": aug.valid}
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -195,6 +192,20 @@ class PixelBatches(IterableDataset):
             lines += [f"{url}: {key}: lost, the shard is {state}" for key in expected if key not in seen]
         lines += [f"{url}: unreadable ({why})" for url, why in problems.items()]
         return lines
+
+
+def _shard_named(exn: Exception, shards: list[str]) -> str:
+    """The shard an exception from the tar reader is about: an argument naming it, or a message that
+    mentions it (e.g. "unexpected end of data @ <_io.BufferedReader name='…/train-000000.tar'>")."""
+    texts = [a for a in reversed(exn.args) if isinstance(a, str)] + [str(exn)]
+    for text in texts:
+        if text in shards:
+            return text
+    for text in texts:
+        for shard in shards:
+            if shard in text:
+                return shard
+    return "?"
 
 
 def _collate(items: list[dict], skipped: list[str] | None = None) -> Batch:
