@@ -105,6 +105,7 @@ def sample(
     task: TaskArg,
     shards: ShardsOpt,
     out: Annotated[Path, typer.Option("--out", help="Folder for plan.npz and summary.json (data/samples/<task>).")],
+    report: Annotated[Path | None, typer.Option("--report", help="Also write the summary here (reports/<task>/sampling.json, a DVC metric).")] = None,
     params: ParamsOpt = Path("params.yaml"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -117,6 +118,8 @@ def sample(
     p = _params(params)
     _check_task(task, p)
     summary = stages.sample(task, p, shards, out, progress=not quiet)
+    if report is not None:
+        stages.write_json(report, summary)
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -35,7 +35,8 @@ from pixelnet.tasks import TASKS
 from pixelnet.train import resolve_device, train
 
 
-def _atomic_json(path: Path, payload: dict) -> None:
+def write_json(path: Path, payload: dict) -> None:
+    """JSON written under a temporary name and renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
@@ -145,7 +146,7 @@ def sample(task_name: str, params: Params, shards: Path, out: Path, progress: bo
             "plan_mb": round((tmp / PLAN_FILE).stat().st_size / 2**20, 2),
             "share_per_stratum": {int(s): round(float(c / total), 4) for s, c in enumerate(per_stratum) if c},
         }
-        _atomic_json(tmp / "summary.json", summary)
+        write_json(tmp / "summary.json", summary)
     return summary
 
 
@@ -192,7 +193,7 @@ def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out
     if rank == 0:
         data = np.genfromtxt(log, delimiter=",", names=True)
         loss_curve(np.atleast_1d(data["step"]), np.atleast_1d(data["loss"]), Path(log).with_suffix(".png"), f"{task_name} training loss")
-        _atomic_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
     return summary
 
 
@@ -265,5 +266,5 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
                        out / "angular_error.png")
     if task_name == "segmentation":
         plot_confusion(meters["model"].inner.matrix, list(manifest["classes"]), out / "confusion.png")
-    _atomic_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     return metrics
