@@ -121,7 +121,7 @@ class PixelBatches(IterableDataset):
         yield from stream
 
     def _item(self, sample: dict, epoch: int) -> dict:
-        record = decode(sample)  # ShardError names shard and key (also for a target of the wrong size)
+        record = decode(sample, fields=(self.task.field,))  # ShardError names shard and key (also a target of the wrong size)
         key = record["key"]
         plan = self.plan
         try:

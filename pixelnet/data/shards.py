@@ -27,7 +27,7 @@ import io
 import json
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +107,13 @@ def encode(record: Record) -> dict[str, Any]:
     return sample
 
 
-def decode(sample: dict[str, Any], source: str = "") -> Record:
-    """WebDataset sample of bytes -> Record; raises ShardError naming the shard and key."""
+def decode(sample: dict[str, Any], source: str = "", fields: Collection[str] | None = None) -> Record:
+    """WebDataset sample of bytes -> Record; raises ShardError naming the shard and key.
+
+    `fields` names the targets to decode (label, edge, normal, boundaries; None: all of them): the
+    training loader asks for its task's only, which saves decoding the others.
+    """
+    wanted = (lambda name: True) if fields is None else (lambda name: name in fields)
     key = sample.get("__key__", "?")
     where = f"{source or sample.get('__url__', '?')}: {key}"
     try:
@@ -116,13 +121,14 @@ def decode(sample: dict[str, Any], source: str = "") -> Record:
         raw = sample.get("image.png") or sample.get("image.jpg")
         if raw is None:
             raise ShardError(f"{where}: no image member")
-        record["image"] = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+        image = Image.open(io.BytesIO(raw))
+        record["image"] = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         for name in ("label", "edge"):
-            if f"{name}.png" in sample:
+            if f"{name}.png" in sample and wanted(name):
                 record[name] = np.asarray(Image.open(io.BytesIO(sample[f"{name}.png"])))
-        if "normal.npy" in sample:
+        if "normal.npy" in sample and wanted("normal"):
             record["normal"] = np.load(io.BytesIO(sample["normal.npy"]), allow_pickle=False)
-        if "boundaries.npz" in sample:
+        if "boundaries.npz" in sample and wanted("boundaries"):
             record["boundaries"] = _unpacked(sample["boundaries.npz"])
     except ShardError:
         raise
