@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from pipeline.params import ParamsError, load_params, parse_params
 from pixelnet.data import bsds
-from pixelnet.data.bsds import BsdsConfig
+from pixelnet.data.bsds import OFFICIAL_MD5, BsdsConfig
 from pixelnet.data.fetch import FetchError
 from pixelnet.data.shards import read_manifest, read_shards, shard_paths, write_shards
 from pixelnet.tasks.edges import positives
@@ -309,7 +309,8 @@ def test_repository_params_keep_bsds500_opt_in():
     params = load_params(REPO / "params.yaml")
     assert params.datasets == ("synthetic",)  # default `dvc repro`: no ../shared, no network
     bsds = params.data["bsds500"]
-    assert bsds.source == "../shared/datasets/BSR" and bsds.train_splits == ("train", "val")
+    assert bsds.source is None and bsds.url.endswith("BSR_bsds500.tgz")  # a user with network gets the official archive
+    assert bsds.md5 == OFFICIAL_MD5 and bsds.train_splits == ("train", "val")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["datasets"] = ["synthetic", "bsds500"]
     raw["tasks"]["edges"]["dataset"] = "bsds500"  # the documented `dvc exp run -S ...` override
