@@ -173,6 +173,7 @@ def evaluate_edges(
     thin: Annotated[bool, typer.Option("--thin/--no-thin", help="Morphologically thin each binarised map, as the official benchmark does.")] = True,
     max_dist: Annotated[float, typer.Option("--max-dist", help="Matching tolerance as a fraction of the image diagonal.")] = 0.0075,
     workers: Annotated[int, typer.Option("--workers", help="Processes evaluating images in parallel.")] = 1,
+    published: Annotated[bool, typer.Option("--published/--no-published", help="Draw the published BSDS500 test curves of Sobel, Canny, gPb-UCM, SE, OEF, HED and RCF beside yours in pr_curve.png (meaningful when you score the 200 test images).")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """BSDS boundary benchmark (ODS / OIS / AP) of any edge detector's maps against BSDS .mat ground truth."""
@@ -180,7 +181,8 @@ def evaluate_edges(
     from pixelnet.metrics.edges_io import evaluate_directory
 
     config = BoundaryConfig(thresholds=thresholds, max_dist=max_dist, thin=thin)
-    res = evaluate_directory(predictions, ground_truth, out, config, nms=nms, workers=workers, progress=not quiet)
+    res = evaluate_directory(predictions, ground_truth, out, config, nms=nms, workers=workers, progress=not quiet,
+                             published=published)
     typer.echo(
         f"ODS F={res.ods['f']:.4f} (R={res.ods['recall']:.4f} P={res.ods['precision']:.4f} t={res.ods['threshold']:.4f})  "
         f"OIS F={res.ois['f']:.4f}  AP={res.ap:.4f}  ({len(res.per_image)} images) → {out}"

@@ -26,6 +26,7 @@ from pixelnet.data.shards import read_manifest, read_shards, shard_paths, write_
 from pixelnet.infer import predict
 from pixelnet.metrics.edges_io import write_official
 from pixelnet.metrics.edges import plot_pr
+from pixelnet.metrics.published import load_published
 from pixelnet.metrics.normals import plot_error_cdf
 from pixelnet.metrics.segmentation import plot_confusion
 from pixelnet.model.pixelnet import build_model, model_from_checkpoint
@@ -259,7 +260,8 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
                  title=f"{task_name} on {manifest['dataset']} {test_split}")
     if task_name == "edges":
         result = meters["model"].result()
-        plot_pr({"PixelNet": result, baseline.name: meters["baseline"].result()}, out / "pr_curve.png")
+        published = load_published() if manifest["dataset"] == "bsds500" else None  # the field's curves beside ours
+        plot_pr({"PixelNet": result, baseline.name: meters["baseline"].result()}, out / "pr_curve.png", published)
         write_official(result, out)  # eval_bdry*.txt as the official benchmark (and evaluate-edges) write them
     if task_name == "normals":
         plot_error_cdf({"PixelNet": meters["model"].inner.errors(), baseline.name: meters["baseline"].inner.errors()},

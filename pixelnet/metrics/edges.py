@@ -220,8 +220,9 @@ def evaluate_boundaries(
     return collect(counts, thresholds_for(config.thresholds))
 
 
-def plot_pr(results: dict[str, BoundaryResult], path: Path) -> None:
-    """PR curves over iso-F contours, one per method, labelled with their ODS F."""
+def plot_pr(results: dict[str, BoundaryResult], path: Path, published: dict | None = None) -> None:
+    """PR curves over iso-F contours, one per method, labelled with their ODS F; `published`
+    ({name: metrics.published.PublishedCurve}) adds other detectors' published curves, thin and dashed."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
     fig = Figure(figsize=(6, 6))
@@ -231,6 +232,11 @@ def plot_pr(results: dict[str, BoundaryResult], path: Path) -> None:
         p_iso = f_iso * grid / (2 * grid - f_iso)  # precision on the iso-F curve at recall grid
         ok = (p_iso > 0) & (p_iso <= 1)
         ax.plot(grid[ok], p_iso[ok], color="0.85", linewidth=0.8, zorder=0)
+    for name, curve in (published or {}).items():
+        keep = curve.recall > 0
+        label = f"{name} [F={curve.ods['f']:.3f}]".replace("F=0.", "F=.")
+        (line,) = ax.plot(curve.recall[keep], curve.precision[keep], linewidth=1, linestyle="--", label=label)
+        ax.plot(curve.ods["recall"], curve.ods["precision"], ".", color=line.get_color())
     for name, res in results.items():
         label = f"{name} [F={res.ods['f']:.3f}]".replace("F=0.", "F=.")
         keep = res.recall > 0  # the official plots drop the empty-prediction end
@@ -242,8 +248,8 @@ def plot_pr(results: dict[str, BoundaryResult], path: Path) -> None:
     ax.set_ylabel("Precision")
     ax.set_aspect("equal")
     ax.grid(True, linewidth=0.3)
-    if results:
-        ax.legend(loc="lower left")
+    if results or published:
+        ax.legend(loc="lower left", fontsize="small" if published else None)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=100, bbox_inches="tight")

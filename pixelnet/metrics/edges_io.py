@@ -35,6 +35,7 @@ from pixelnet.metrics.edges import (
     thresholds_for,
 )
 from pixelnet.metrics.nms import edge_nms
+from pixelnet.metrics.published import load_published
 
 log = logging.getLogger(__name__)
 
@@ -342,10 +343,12 @@ def evaluate_directory(
     nms: bool = False,
     workers: int = 1,
     progress: bool = True,
+    published: bool = False,
 ) -> BoundaryResult:
     """Benchmark a folder of edge maps against a folder of BSDS `.mat` ground truth.
 
-    Writes the official eval_bdry*.txt files, metrics.json and pr_curve.png into `out`.
+    Writes the official eval_bdry*.txt files, metrics.json and pr_curve.png into `out`; with
+    `published`, the PR plot also draws other detectors' published BSDS500 test curves.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -360,5 +363,6 @@ def evaluate_directory(
     with _staged(out) as tmp:
         _write_official_files(result, tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        plot_pr({Path(predictions).name or "predictions": result}, tmp / "pr_curve.png")
+        plot_pr({Path(predictions).name or "predictions": result}, tmp / "pr_curve.png",
+                load_published() if published else None)
     return result
