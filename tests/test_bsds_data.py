@@ -359,3 +359,35 @@ def test_cli_download_and_shard_a_subset(tmp_path, tiny_params_dict):
     path.write_text(yaml.safe_dump(tiny_params_dict))
     result = runner.invoke(app, ["download", "bsds500", "--out", str(tmp_path / "raw2"), "--params", str(path)])
     assert result.exit_code == 2 and "data.bsds500.source" in result.output and "nowhere" in result.output
+
+
+def test_eval_split_val_holds_out_val_and_leaves_test_untouched(tmp_path, tiny_params_dict):
+    """Choosing settings on val: train on train, the shards' held-out split is val, and test is not read."""
+    if not BSR.is_dir():
+        pytest.skip("../shared is absent")
+    tiny_params_dict["datasets"] = ["synthetic", "bsds500"]
+    tiny_params_dict["data"]["bsds500"] = {"source": str(BSR), "limit": 2, "train_splits": ["train"], "eval_split": "val"}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params_dict))
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    raw, shards = tmp_path / "raw", tmp_path / "shards"
+    assert runner.invoke(app, ["download", "bsds500", "--out", str(raw), "--params", str(params)]).exit_code == 0
+    result = runner.invoke(app, ["shard", "bsds500", "--raw", str(raw), "--out", str(shards), "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(shards)
+    assert set(manifest["splits"]) == {"train", "val"} and manifest["splits"]["val"]["count"] == 2
+    val_keys = [r["key"] for r in read_shards(shard_paths(shards, "val"))]
+    first_val = sorted(p.stem for p in (BSR / "BSDS500" / "data" / "images" / "val").glob("*.jpg"))[:2]
+    assert val_keys == [f"val-{i}" for i in first_val]  # the first two val images, nothing from test
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"eval_split": "train"}, "eval_split must be test or val"),
+    ({"eval_split": "val", "train_splits": ["train", "val"]}, "eval_split: val is also in train_splits"),
+])
+def test_eval_split_is_checked(tiny_params_dict, section, message):
+    tiny_params_dict["data"]["bsds500"] = section
+    with pytest.raises(ParamsError, match=message):
+        parse_params(tiny_params_dict)

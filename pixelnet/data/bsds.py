@@ -61,8 +61,14 @@ class BsdsConfig:
     limit: int = 0                          # at most this many images per split (sorted ids); 0 = all
     hed_archive: str | None = None          # HED-BSDS.tar (URL, archive or folder): the training set
     hed_sha256: str | None = None           # verified when set (none is published)
+    eval_split: str = "test"                # the held-out split the shards carry: test, or val while
+                                            # choosing settings (train on train, score val; test untouched)
 
     def __post_init__(self) -> None:
+        if self.eval_split not in ("test", "val"):
+            raise ValueError(f"eval_split must be test or val, got {self.eval_split!r}")
+        if self.eval_split in self.train_splits:
+            raise ValueError(f"eval_split: {self.eval_split} is also in train_splits {list(self.train_splits)}")
         if not self.train_splits:
             raise ValueError("train_splits must name at least one of train, val")
         for split in self.train_splits:
@@ -376,18 +382,18 @@ def _use_hed(config: BsdsConfig, raw_dir: Path, info: dict) -> bool:
 
 
 def shard_counts(config: BsdsConfig, raw_dir: Path, info: dict) -> dict[str, int]:
-    """Images per output split: train (train_splits, or their HED pairs) and test."""
+    """Images per output split: train (train_splits, or their HED pairs) and the held-out eval_split."""
     if _use_hed(config, raw_dir, info):
         train = hed_pair_count(raw_dir, split_ids(raw_dir, config.train_splits))
     else:
         train = sum(int(info["counts"][s]) for s in config.train_splits)
-    return {"train": train, "test": int(info["counts"]["test"])}
+    return {"train": train, config.eval_split: int(info["counts"][config.eval_split])}
 
 
 def shard_records(config: BsdsConfig, raw_dir: Path, info: dict, split: str) -> Iterator[Record]:
-    """The Records of one output split (train: train_splits or HED-BSDS; test: test)."""
-    if split == "test":
-        yield from read_split(raw_dir, "test")
+    """The Records of one output split (train: train_splits or HED-BSDS; the held-out eval_split as it is)."""
+    if split == config.eval_split:
+        yield from read_split(raw_dir, split)
     elif _use_hed(config, raw_dir, info):
         yield from read_hed(raw_dir, annotator_counts(raw_dir, config.train_splits))
     else:
