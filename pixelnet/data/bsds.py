@@ -65,10 +65,6 @@ class BsdsConfig:
                                             # choosing settings (train on train, score val; test untouched)
 
     def __post_init__(self) -> None:
-        if self.eval_split not in ("test", "val"):
-            raise ValueError(f"eval_split must be test or val, got {self.eval_split!r}")
-        if self.eval_split in self.train_splits:
-            raise ValueError(f"eval_split: {self.eval_split} is also in train_splits {list(self.train_splits)}")
         if not self.train_splits:
             raise ValueError("train_splits must name at least one of train, val")
         for split in self.train_splits:
@@ -78,6 +74,10 @@ class BsdsConfig:
                 raise ValueError(f"train_splits: unknown split {split!r}; allowed: train, val")
         if len(set(self.train_splits)) != len(self.train_splits):
             raise ValueError(f"train_splits: repeated split in {list(self.train_splits)}")
+        if self.eval_split not in ("test", "val"):
+            raise ValueError(f"eval_split must be test or val, got {self.eval_split!r}")
+        if self.eval_split in self.train_splits:
+            raise ValueError(f"eval_split: {self.eval_split} is also in train_splits {list(self.train_splits)}")
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0:
             raise ValueError(f"limit must be an integer >= 0, got {self.limit!r}")
         if not self.url:
