@@ -260,7 +260,8 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
                  title=f"{task_name} on {manifest['dataset']} {test_split}")
     if task_name == "edges":
         result = meters["model"].result()
-        published = load_published() if manifest["dataset"] == "bsds500" else None  # the field's curves beside ours
+        # The field's published curves are on BSDS500's test images: drawn beside ours only when we score test too.
+        published = load_published() if manifest["dataset"] == "bsds500" and test_split == "test" else None
         plot_pr({"PixelNet": result, baseline.name: meters["baseline"].result()}, out / "pr_curve.png", published)
         write_official(result, out)  # eval_bdry*.txt as the official benchmark (and evaluate-edges) write them
     if task_name == "normals":

@@ -234,7 +234,7 @@ def plot_pr(results: dict[str, BoundaryResult], path: Path, published: dict | No
         ax.plot(grid[ok], p_iso[ok], color="0.85", linewidth=0.8, zorder=0)
     for name, curve in (published or {}).items():
         keep = curve.recall > 0
-        label = f"{name} [F={curve.ods['f']:.3f}]".replace("F=0.", "F=.")
+        label = f"{name} [F={curve.ods['f']:.3f}, published]".replace("F=0.", "F=.")
         (line,) = ax.plot(curve.recall[keep], curve.precision[keep], linewidth=1, linestyle="--", label=label)
         ax.plot(curve.ods["recall"], curve.ods["precision"], ".", color=line.get_color())
     for name, res in results.items():
