@@ -155,6 +155,16 @@ def _make(cls: type, kwargs: dict[str, Any], prefix: str) -> Any:
         raise ParamsError(message) from err
 
 
+def _per_task(cls: type, shared: dict[str, Any], tasks: dict[str, TaskParams], section: str) -> dict[str, Any]:
+    """One `cls` per task: the shared section's keys with tasks.<task>.<section> applied on top.
+    The shared section is checked by the caller first, so an error here names the task's key."""
+    out = {}
+    for name, tp in tasks.items():
+        prefix = f"tasks.{name}.{section}"
+        out[name] = _make(cls, {**shared, **_fields(cls, dict(getattr(tp, section)), prefix)}, prefix)
+    return out
+
+
 _SECTIONS = {"datasets", "data", "tasks", "sampling", "model", "train", "evaluate"}
 _AUGMENT_KEYS = tuple(f.name for f in dataclasses.fields(AugmentConfig))
 _OVERRIDES = ("train", "augment", "model")  # per-task override sections under tasks.<task>
@@ -226,15 +236,11 @@ def parse_params(raw: Any) -> Params:
         sampling[name] = _make(SamplingConfig, {**common, "strategy": strategy}, "sampling")
     shared_augment = _fields(AugmentConfig, augment_raw, "sampling.augment")
     _make(AugmentConfig, shared_augment, "sampling.augment")
-    augment = {name: _make(AugmentConfig, {**shared_augment, **_fields(AugmentConfig, dict(tp.augment), f"tasks.{name}.augment")},
-                           f"tasks.{name}.augment" if tp.augment else "sampling.augment")
-               for name, tp in tasks.items()}
+    augment = _per_task(AugmentConfig, shared_augment, tasks, "augment")
 
     model_raw = _fields(ModelConfig, raw.get("model"), "model")
     model = _make(ModelConfig, model_raw, "model")
-    task_model = {name: _make(ModelConfig, {**model_raw, **_fields(ModelConfig, dict(tp.model), f"tasks.{name}.model")},
-                              f"tasks.{name}.model" if tp.model else "model")
-                  for name, tp in tasks.items()}
+    task_model = _per_task(ModelConfig, model_raw, tasks, "model")
 
     train_raw = dict(raw.get("train") or {})
     train_hints = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -244,12 +250,9 @@ def parse_params(raw: Any) -> Params:
                               f"(all tasks) or tasks.<task>.augment.{key}")
         if key not in train_hints:
             raise ParamsError(f"train.{key}: unknown key; allowed under train: {', '.join(train_hints)}")
-    train = _make(TrainConfig, _fields(TrainConfig, train_raw, "train"), "train")
-    task_train: dict[str, TrainConfig] = {}
-    for name, tp in tasks.items():
-        prefix = f"tasks.{name}.train"
-        over = dict(tp.train)
-        task_train[name] = _make(TrainConfig, {**dataclasses.asdict(train), **_fields(TrainConfig, over, prefix)}, prefix)
+    shared_train = _fields(TrainConfig, train_raw, "train")
+    train = _make(TrainConfig, shared_train, "train")
+    task_train = _per_task(TrainConfig, shared_train, tasks, "train")
 
     for name in tasks:
         deepest = max(STRIDES[layer] for layer in task_model[name].layers)
