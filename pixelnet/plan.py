@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
@@ -142,15 +142,14 @@ class Plan:
     counts: np.ndarray
     order_seeds: np.ndarray
     crop: int
+    rows: dict[str, int] = field(init=False, repr=False)  # key -> its index along the first axis
+
+    def __post_init__(self) -> None:
+        self.rows = {str(k): i for i, k in enumerate(self.keys)}
 
     @property
     def draws(self) -> int:
         return int(self.pixels.shape[1])
-
-    def row(self, key: str) -> int:
-        if not hasattr(self, "_rows"):
-            self._rows = {str(k): i for i, k in enumerate(self.keys)}
-        return self._rows[key]
 
     def save(self, path: Path) -> None:
         np.savez(path, keys=self.keys, sizes=self.sizes, affine=self.affine, scale=self.scale, angle=self.angle,

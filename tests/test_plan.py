@@ -105,7 +105,7 @@ def test_the_loader_applies_the_plan_exactly(name, strategy, tiny_shards):
     for step in range(3 * len(keys)):
         batch = next(stream)
         key, k = batch.keys[0], step // len(keys)  # one image per batch: epoch = step // images
-        record, i = records[key], plan.row(key)
+        record, i = records[key], plan.rows[key]
         h, w = record["image"].shape[:2]
         m = plan.affine[i, k]
         valid = batch.weight[0].numpy() > 0

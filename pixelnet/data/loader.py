@@ -67,9 +67,10 @@ class PixelBatches(IterableDataset):
     Every loader slot — one per (rank, worker) pair — reads the same seeded order of samples each
     epoch and keeps every `slots`-th one, so across all ranks and workers each sample is used once
     per epoch whatever the number of shards. A sample's augmentation and pixels are the plan's draw
-    (key, epoch mod K) and the epoch's order comes from the plan's seeds, so the stream is the same for any worker count and can restart at any batch: `start_batch`
-    skips that many batches (of this rank's stream, as the DataLoader deals them round-robin from
-    its workers) by reading, not decoding, the samples before it.
+    (key, epoch mod K) and the epoch's order comes from the plan's seeds, so the stream is the same
+    for any worker count and can restart at any batch: `start_batch` skips that many batches (of
+    this rank's stream, as the DataLoader deals them round-robin from its workers) by reading, not
+    decoding, the samples before it.
 
     A sample that cannot be decoded, or whose targets do not match its image, is skipped: the batch
     carries a line naming the shard and key in `Batch.skipped`, and the training loop counts them.
@@ -124,10 +125,9 @@ class PixelBatches(IterableDataset):
         record = decode(sample, fields=(self.task.field,))  # ShardError names shard and key (also a target of the wrong size)
         key = record["key"]
         plan = self.plan
-        try:
-            i = plan.row(key)
-        except KeyError:
-            raise KeyError(f"{sample.get('__url__', '?')}: key {key} is not in the sampling plan (re-run the sample stage)") from None
+        i = plan.rows.get(key)
+        if i is None:
+            raise KeyError(f"{sample.get('__url__', '?')}: key {key} is not in the sampling plan (re-run the sample stage)")
         if tuple(record["image"].shape[:2]) != tuple(plan.sizes[i]):
             raise KeyError(f"{sample.get('__url__', '?')}: key {key} is {record['image'].shape[:2]} but was planned at "
                            f"{tuple(plan.sizes[i])} (re-run the sample stage)")

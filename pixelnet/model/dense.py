@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelnet.model.hypercolumn import fit_to_image, upsample_bilinear
+from pixelnet.model.hypercolumn import check_strides, fit_to_image, upsample_bilinear
 
 UPSAMPLES = ("deconv", "bilinear")
 INT_MAX = 2**31 - 1
@@ -107,8 +107,7 @@ class DenseHypercolumns(nn.Module):
         )
 
     def forward(self, features: list[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
-        if len(features) != len(self.strides):
-            raise ValueError(f"{len(features)} feature maps but {len(self.strides)} strides")
+        check_strides(features, self.strides)
         if self.upsample == "deconv":
             ups = [fit_to_image(up(f), image_size) for up, f in zip(self.ups, features)]
         else:

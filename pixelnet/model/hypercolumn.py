@@ -39,7 +39,7 @@ import torch.nn.functional as F
 GATHERS = ("bag", "grid_sample")
 
 
-def _check(features: Sequence[torch.Tensor], strides: Sequence[int]) -> None:
+def check_strides(features: Sequence[torch.Tensor], strides: Sequence[int]) -> None:
     if len(features) != len(strides):
         raise ValueError(f"{len(features)} feature maps but {len(strides)} strides")
 
@@ -120,7 +120,7 @@ def sample_hypercolumns(
     `strides[t]` is map t's stride in image pixels (``PixelNet.strides``). Both gathers read the
     map at the stride-true position of the module doc.
     """
-    _check(features, strides)
+    check_strides(features, strides)
     if gather == "bag":
         return torch.cat([_bag(f, coords, s) for f, s in zip(features, strides)], dim=-1)
     if gather == "grid_sample":
@@ -144,7 +144,7 @@ def first_layer_at(
     and multiplied as usual. `cache` (a dict per image batch) keeps the projections between calls
     with new coords, as dense inference makes them chunk by chunk.
     """
-    _check(features, strides)
+    check_strides(features, strides)
     n = coords.shape[1]
     out = None
     gathered, blocks = [], []
@@ -197,5 +197,5 @@ def dense_hypercolumns(features: Sequence[torch.Tensor], strides: Sequence[int],
     ``F.interpolate(scale_factor=s, align_corners=False)`` reads output pixel x at
     (x + 0.5) / s - 0.5, clamped: exactly the sparse gather's mapping.
     """
-    _check(features, strides)
+    check_strides(features, strides)
     return torch.cat([upsample_bilinear(f, s, image_size) for f, s in zip(features, strides)], dim=1)
