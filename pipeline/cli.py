@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -48,6 +49,17 @@ def _friendly(fn):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    """--scales "0.5,1,1.5" -> (0.5, 1.0, 1.5); every scale positive and finite."""
+    try:
+        scale_list = tuple(float(s) for s in text.split(","))
+    except ValueError:
+        raise ValueError(f"--scales: expected comma-separated numbers, got {text!r}") from None
+    if not all(0 < s < float("inf") for s in scale_list):  # also rejects nan
+        raise ValueError(f"--scales: every scale must be positive, got {text!r}")
+    return scale_list
 
 
 def _params(path: Path):
@@ -150,6 +162,7 @@ def evaluate(
     shards: ShardsOpt,
     model: Annotated[Path, typer.Option("--model", help="A model.pt written by the train stage.")],
     out: Annotated[Path, typer.Option("--out", help="Report folder: metrics.json, predictions.png, plots (reports/<task>).")],
+    scales: Annotated[str | None, typer.Option("--scales", help="Comma-separated test scales whose predictions are averaged (e.g. 0.5,1,1.5, the edge literature's multi-scale); default: evaluate.scales.")] = None,
     params: ParamsOpt = Path("params.yaml"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -158,6 +171,8 @@ def evaluate(
 
     p = _params(params)
     _check_task(task, p)
+    if scales is not None:
+        p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, scales=_scales(scales)))
     metrics = stages.evaluate(task, p, shards, model, out, progress=not quiet)
     typer.echo(json.dumps(metrics))
 
@@ -235,8 +250,8 @@ def evaluate_segmentation(
 @app.command()
 @_friendly
 def predict(
-    model: Annotated[Path, typer.Argument(help="A model.pt written by the train stage; its task (edges, normals or segmentation) decides the outputs.")],
     images: Annotated[list[Path], typer.Argument(help="Images in any format PIL reads (JPEG, PNG, grey, RGBA with alpha dropped, 16-bit scaled to 8, EXIF-rotated JPEG predicted as displayed). All are checked before any is predicted; stems must differ.")],
+    model: Annotated[str, typer.Option("--model", help="A shipped model's name (bsds500-edges: edges trained on BSDS500, see pixelnet/zoo/) or the path of a model.pt written by the train stage; its task (edges, normals or segmentation) decides the outputs.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the outputs (created): <stem>_edges.png (white edges on black); <stem>_normals.png and .npy; <stem>_labels.png (class ids), _segmentation.png (colours) and _legend.png.")],
     scales: Annotated[str, typer.Option("--scales", help="Comma-separated test scales whose predictions are averaged, e.g. 0.5,1,1.5.")] = "1.0",
     flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Also average the prediction of the mirrored image.")] = False,
@@ -244,19 +259,49 @@ def predict(
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar for tiled images.")] = False,
 ) -> None:
-    """Predict edges, surface normals or segmentation for your own images with a trained model.
-    Prints one line per image with the files written; each file appears complete or not at all."""
+    """Predict edges, surface normals or segmentation for your own images with a shipped or trained
+    model, e.g. `pixelnet predict --model bsds500-edges photo.jpg --out edges/`. Prints one line per
+    image with the files written; each file appears complete or not at all."""
     from pixelnet.infer import InferConfig
     from pixelnet.predict import TileConfig, predict_files
+    from pixelnet.zoo import resolve
 
-    try:
-        scale_list = tuple(float(s) for s in scales.split(","))
-    except ValueError:
-        raise ValueError(f"--scales: expected comma-separated numbers, got {scales!r}") from None
-    if not all(0 < s < float("inf") for s in scale_list):  # also rejects nan
-        raise ValueError(f"--scales: every scale must be positive, got {scales!r}")
-    predict_files(model, images, out, InferConfig(scales=scale_list, flip=flip), TileConfig(size=tile), device,
+    predict_files(resolve(model), images, out, InferConfig(scales=_scales(scales), flip=flip), TileConfig(size=tile), device,
                   progress=not quiet, on_image=lambda image, paths: typer.echo(f"{image} → {', '.join(map(str, paths))}"))
+
+
+@app.command()
+@_friendly
+def ship(
+    checkpoint: Annotated[Path, typer.Argument(help="A model.pt written by the train stage.")],
+    out: Annotated[Path, typer.Option("--out", help="Where the shipped weights go: pixelnet/zoo/<name>/model.pt makes them `--model <name>`.")],
+) -> None:
+    """Ship trained weights: the model, its config, task and training summary (no optimizer or RNG
+    state), floating tensors as float16, and the machine they were shipped from."""
+    from pixelnet.zoo import ship as ship_weights
+
+    typer.echo(json.dumps(ship_weights(checkpoint, out)))
+
+
+@app.command()
+@_friendly
+def card(
+    name: Annotated[str, typer.Argument(help="The shipped model's name (its folder under pixelnet/zoo/).")],
+    single: Annotated[Path, typer.Option("--single", help="The single-scale evaluate report folder (metrics.json, per_image.json, pictures).")],
+    multi: Annotated[Path, typer.Option("--multi", help="The multi-scale evaluate report folder.")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="The download stage's dataset.json (the data's source and checksum).")],
+    notes: Annotated[Path, typer.Option("--notes", help="Markdown appended to the card: the recipe experiments and what was left.")],
+    command: Annotated[str, typer.Option("--command", help="The one command that reproduces the model, quoted in the card.")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Render a shipped model's card (pixelnet/zoo/<name>/README.md) from the recipe's outputs."""
+    from pixelnet.zoo import ZOO, WEIGHTS
+    from pixelnet.zoo.card import render
+
+    _params(params)  # validated like every stage's params
+    folder = ZOO / name
+    render(name, folder / WEIGHTS, single, multi, dataset, params, notes, command, folder / "README.md")
+    typer.echo(f"{folder / 'README.md'}")
 
 
 from pipeline.bench import bench_app  # noqa: E402  (a sub-app: `pixelnet bench ...`)

@@ -242,6 +242,7 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
     limit = params.evaluate.max_images or total
     grid: list[list[np.ndarray]] = []
     labels: list[str] = []
+    keys: list[str] = []
     for i, record in enumerate(tqdm(read_shards(shard_paths(shards, test_split)), desc=f"evaluate {task_name}",
                                     total=min(total, limit), unit="img", disable=not progress)):
         if i >= limit:
@@ -250,6 +251,7 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
         base = baseline.predict(record)
         meters["model"].update(pred, record)
         meters["baseline"].update(base, record)
+        keys.append(record["key"])
         if len(grid) < params.evaluate.grid_images:
             grid.append([record["image"], task.visualize(record[task.field]), task.visualize(pred), task.visualize(base)])
             labels.append(record["key"])
@@ -264,6 +266,9 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
         published = load_published() if manifest["dataset"] == "bsds500" and test_split == "test" else None
         plot_pr({"PixelNet": result, baseline.name: meters["baseline"].result()}, out / "pr_curve.png", published)
         write_official(result, out)  # eval_bdry*.txt as the official benchmark (and evaluate-edges) write them
+        # Each image's best F by name (eval_bdry_img.txt numbers them): what a model card quotes per image.
+        write_json(out / "per_image.json", {"images": [{"image": k, **{n: float(v) for n, v in r.items()}}
+                                                       for k, r in zip(keys, result.per_image, strict=True)]})
     if task_name == "normals":
         plot_error_cdf({"PixelNet": meters["model"].inner.errors(), baseline.name: meters["baseline"].inner.errors()},
                        out / "angular_error.png")

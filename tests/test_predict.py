@@ -90,13 +90,13 @@ def test_a_bad_input_fails_first_and_nothing_is_written_then_the_good_ones_predi
     out = tmp_path / "out"
     good = [inputs[k][0] for k in ("grey", "rgba", "deep", "rotated")]
     bad = inputs["notes"][0]
-    result = runner.invoke(app, ["predict", str(model), *map(str, good), str(bad), "--out", str(out), "--quiet"])
+    result = runner.invoke(app, ["predict", "--model", str(model), *map(str, good), str(bad), "--out", str(out), "--quiet"])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line, no traceback
     assert result.stderr.startswith("pixelnet predict: error:") and str(bad) in result.stderr
     assert not out.exists()  # the bad file came last: nothing was predicted before it was checked
 
-    result = runner.invoke(app, ["predict", str(model), *map(str, good), "--out", str(out), "--quiet"])
+    result = runner.invoke(app, ["predict", "--model", str(model), *map(str, good), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 4
@@ -129,7 +129,7 @@ def test_two_inputs_with_one_stem_are_refused(tmp_path, checkpoint):
     Image.fromarray(_noise(32, 32)).save(first)
     Image.fromarray(_noise(32, 32)).save(second)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["predict", str(checkpoint("edges")), str(first), str(second), "--out", str(out)])
+    result = runner.invoke(app, ["predict", "--model", str(checkpoint("edges")), str(first), str(second), "--out", str(out)])
     assert result.exit_code == 2
     assert str(first) in result.stderr and str(second) in result.stderr
     assert not out.exists()
@@ -141,7 +141,7 @@ def test_bad_options_fail_cleanly_before_any_output(tmp_path, checkpoint, args, 
     image = tmp_path / "im.png"
     Image.fromarray(_noise(64, 64)).save(image)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["predict", str(checkpoint("edges")), str(image), "--out", str(out), *args])
+    result = runner.invoke(app, ["predict", "--model", str(checkpoint("edges")), str(image), "--out", str(out), *args])
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
     assert not out.exists()
 
@@ -177,7 +177,7 @@ def test_predict_tiled_through_the_cli_matches_untiled(tmp_path, checkpoint):
     Image.fromarray(_noise(80, 100, seed=4)).save(image)
     model = checkpoint("normals")
     for tile in ("48", "0"):
-        result = runner.invoke(app, ["predict", str(model), str(image), "--out", str(tmp_path / tile), "--tile", tile, "--quiet"])
+        result = runner.invoke(app, ["predict", "--model", str(model), str(image), "--out", str(tmp_path / tile), "--tile", tile, "--quiet"])
         assert result.exit_code == 0, result.output
     tiled, whole = np.load(tmp_path / "48" / "big_normals.npy"), np.load(tmp_path / "0" / "big_normals.npy")
     angle = np.degrees(np.arccos(np.clip((tiled * whole).sum(-1), -1, 1)))  # (80, 100)
@@ -193,7 +193,7 @@ def test_each_task_writes_its_files(tmp_path, checkpoint, task_name, files):
     image = tmp_path / "scene.jpg"
     Image.fromarray(_noise(45, 61, seed=5)).save(image)
     out = tmp_path / "deep" / "out"  # created, parents included
-    result = runner.invoke(app, ["predict", str(checkpoint(task_name)), str(image), "--out", str(out),
+    result = runner.invoke(app, ["predict", "--model", str(checkpoint(task_name)), str(image), "--out", str(out),
                                  "--scales", "1,0.75", "--flip", "--quiet"])
     assert result.exit_code == 0, result.output
     for suffix, (shape, dtype) in files.items():
