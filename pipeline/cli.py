@@ -307,6 +307,8 @@ def card(
 from pipeline.bench import bench_app  # noqa: E402  (a sub-app: `pixelnet bench ...`)
 
 app.add_typer(bench_app, name="bench")
+from pipeline.ablations import ablations_app  # noqa: E402  (a sub-app: `pixelnet ablations ...`)
+app.add_typer(ablations_app, name="ablations")
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ def render(name: str, weights: Path, single: Path, multi: Path, dataset: Path, p
     data = _read_json(dataset)
     p = yaml.safe_load(Path(params).read_text())
     s, t = p["sampling"], p["train"]
+    splits = list(p["data"]["bsds500"]["train_splits"])
     augment = {**s.get("augment", {}), **(p["tasks"]["edges"].get("augment") or {})}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,8 +91,8 @@ def render(name: str, weights: Path, single: Path, multi: Path, dataset: Path, p
         f"parameters, stored as float16 ({Path(weights).stat().st_size / 1e6:.1f} MB). Trained with sparse "
         f"sampling: {s['pixels_per_image']} pixels × {s['images_per_batch']} images per step "
         f"({s['strategy'].get('edges', 'edge_biased')}, {int(100 * s['positive_fraction'])}% on consensus edges), "
-        f"in {augment.get('crop')}² windows (scale {augment.get('scale')}, flips {augment.get('flip')}, "
-        f"rotation ±{augment.get('rotate')}°).",
+        f"in {augment.get('crop')}² windows (scale {augment.get('scale')[0]}–{augment.get('scale')[1]}, "
+        f"{'flips, ' if augment.get('flip') else ''}rotation ±{augment.get('rotate')}°).",
         "",
         "Use it for: natural-image boundary maps (BSDS-style, white edges on black, 0–255 = probability); "
         "thinned edges come from `pixelnet evaluate-edges --nms` or any edges-toolbox NMS. Not for: "
@@ -129,8 +130,8 @@ def render(name: str, weights: Path, single: Path, multi: Path, dataset: Path, p
         *[f"| `{k}` | {f:.4f} | {thr:.2f} |" for k, f, thr in images],
         "",
         "## Training",
-        f"* Data: BSDS500 {', '.join(p['data']['bsds500']['train_splits'])} ({data['counts'].get('train', 0)} + "
-        f"{data['counts'].get('val', 0)} images; test held out), the official archive "
+        f"* Data: BSDS500 {'+'.join(splits)} ({sum(data['counts'].get(k, 0) for k in splits)} images; "
+        f"the {data['counts'].get('test', 0)} test images held out), the official archive "
         f"(md5 `{p['data']['bsds500']['md5']}`); the copy used here: {checksum}.",
         f"* Schedule: {t['iterations']} SGD steps, lr {t['lr']} ×{t['lr_gamma']} at {t['lr_steps']}, momentum "
         f"{t['momentum']}, weight decay {t['weight_decay']}, {t['precision']} autocast, {t['memory_format']}, "
@@ -142,10 +143,18 @@ def render(name: str, weights: Path, single: Path, multi: Path, dataset: Path, p
         f"* Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
         f"{', GPU ' + machine['gpu'] if machine.get('gpu') else ', no GPU'}; torch {machine.get('torch', '?')}.",
         "",
-        "Reproduce (everything from download to this card):",
+        "Reproduce (everything from download to this card; training is the `train` stage):",
         "",
         "```bash",
         command,
+        "```",
+        "",
+        f"This copy was made without network, by the same pipeline with `data.bsds500.source` pointing at "
+        f"the dataset on disk ({src.get('origin', '?')} `{src.get('location', '?')}`); in one line:",
+        "",
+        "```bash",
+        f"uv run dvc exp run recipes/{name}/dvc.yaml \\",
+        f"    -S recipes/{name}/params.yaml:data.bsds500.source=../shared/datasets/BSR",
         "```",
         "",
         Path(notes).read_text().strip(),

@@ -1,0 +1,275 @@
+"""`pixelnet ablations`: the real grid, queue's plan, collect's arm files and the rendered report.
+
+No experiment runs here. `dvc exp show --json` is a committed fixture in DVC 3's shape
+(tests/fixtures/ablations/exp_show.json; its numbers are made up), the arm files beside it are what
+`collect` writes from it, and expected/README.md is what `render` writes from those. After an
+intended change of either format, regenerate them and read the diff:
+
+    F=tests/fixtures/ablations
+    uv run pixelnet ablations collect --grid $F/grid.yaml --arms $F/arms --exp-json $F/exp_show.json --no-curves
+    uv run pixelnet ablations render --grid $F/grid.yaml --arms $F/arms --out /tmp/abl && cp /tmp/abl/README.md $F/expected/
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline import ablations
+from pipeline.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+FIX = REPO / "tests" / "fixtures" / "ablations"
+GRID, ARMS, EXP = FIX / "grid.yaml", FIX / "arms", FIX / "exp_show.json"
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, ["ablations", *args])
+
+
+def _exp_entries() -> list:
+    return json.loads(EXP.read_text())
+
+
+def _experiment(entries: list, name: str) -> dict:
+    for entry in entries:
+        for rng in entry.get("experiments") or []:
+            if rng["revs"][0]["name"] == name:
+                return rng
+    raise KeyError(name)
+
+
+# ----------------------------------------------------------------------------- the real grid
+
+def test_real_grid_applies_to_params_yaml_with_equal_budgets() -> None:
+    """Every arm of recipes/ablations/grid.yaml applies to params.yaml and validates; within a table,
+    arms that fill the same columns have the same value of every key the table fixes."""
+    grid = ablations.load_grid(REPO / "recipes" / "ablations" / "grid.yaml")
+    assert [t.id for t in grid.tables] == ["t1", "t2", "t4", "t11", "t15"]
+    names = [a.experiment for t in grid.tables for a in t.arms]
+    assert len(names) == len(set(names))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    budgets = {}
+    for table in grid.tables:
+        extra = tuple(f"data.{s}.source=/abs/BSR" for s in table.requires)
+        groups: dict[tuple, list[dict]] = {}
+        for arm in table.arms:
+            b = ablations.budget_of(ablations.apply_overrides(params, arm.overrides + extra, arm.key), arm.task, arm.key)
+            budgets[arm.key] = b
+            groups.setdefault(arm.columns, []).append(b)
+        for cols, group in groups.items():
+            for key in table.equal_budget:
+                assert len({json.dumps(b[key]) for b in group}) == 1, (table.id, cols, key)
+    assert budgets["t1/p4-seg"]["pixels_per_image"] == round(0.04 * 64 * 64)       # 4% of the 64² window
+    assert budgets["t1/all-seg"]["pixels_per_image"] == 64 * 64
+    assert {budgets[f"t4/m{m}-normals"]["pixels_per_batch"] for m in (1, 5, 16)} == {4000}
+    assert budgets["t2/linear-bn-seg"]["head"] == "linear" and budgets["t2/linear-bn-seg"]["head_batch_norm"] is True
+    assert {budgets[f"t15/{a}"]["dataset"] for a in ("uniform", "p25", "p50", "p75")} == {"bsds500"}
+    assert budgets["t15/uniform"]["strategy"] == "uniform" and budgets["t15/p25"]["positive_fraction"] == 0.25
+    paper = {t.id: {r.id: r.paper for r in t.rows} for t in grid.tables}
+    assert paper["t15"]["uniform"] == {"ods": 0.767, "ois": 0.786, "ap": 0.800}
+    assert paper["t15"]["p75"] == {"ods": 0.790, "ois": 0.805, "ap": 0.818}
+    assert paper["t11"]["m1-10000"] == {"ac": 33.3, "iu": 25.2}
+    assert paper["t2"]["linear"]["iou"] == 3.6 and paper["t4"]["m5"]["iou2"] == 47.9
+
+
+# ----------------------------------------------------------------------------- render
+
+def test_render_reproduces_the_committed_report(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    res = _invoke("render", "--grid", str(GRID), "--arms", str(ARMS), "--out", str(out), "--notes", str(tmp_path / "none"))
+    assert res.exit_code == 0, res.output
+    assert (out / "README.md").read_bytes() == (FIX / "expected" / "README.md").read_bytes()
+    for name in ("t1-loss-segmentation.png", "t11-vs-n.png", "t15-pr.png"):  # the curves beside the arm files
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert not list(out.glob("t2-*.png"))  # nothing ran: no picture
+
+
+def test_report_numbers_equal_the_arm_files(tmp_path: Path) -> None:
+    """Each of our cells, and each arm's rev and budget, read back from the page equal the arm files."""
+    ablations.render_report(ablations.load_grid(GRID), ARMS, tmp_path)
+    page = (tmp_path / "README.md").read_text()
+    grid = ablations.load_grid(GRID)
+    checked = 0
+    for table in grid.tables:
+        section = page.split(f"## Table {table.paper_table}:", 1)[1].split("\n## ", 1)[0]
+        numbers, listing = section.split("**Arms.**")
+
+        def rows(text: str) -> dict[str, list[str]]:
+            lines = [[c.strip() for c in line.strip(" |").split(" | ")] for line in text.splitlines() if line.startswith("| ")]
+            return {cells[0]: cells for cells in lines}
+
+        ours_rows = {k: v for k, v in rows(numbers).items() if v[1] == "ours"}
+        cells = rows(listing)
+        for arm in table.arms:
+            path = ARMS / table.id / f"{arm.name}.json"
+            if not path.is_file():
+                assert cells[arm.name][-1] == "not run"
+                continue
+            doc = json.loads(path.read_text())
+            row = next(r for r in table.rows if r.id == arm.row)
+            ours = ours_rows[row.ours]
+            for cid in arm.columns:
+                col = table.column(cid)
+                i = 2 + [c.id for c in table.columns].index(cid)
+                assert ours[i] == format(doc["metrics"]["model"][col.metric] * col.scale, col.fmt), (arm.key, cid)
+                checked += 1
+            b = doc["budget"]
+            assert cells[arm.name][3] == f"{b['iterations']:,}"
+            assert cells[arm.name][4] == f"{b['pixels_per_image']:,} × {b['images_per_batch']} = {b['pixels_per_batch']:,}"
+            assert cells[arm.name][-1] == doc["rev"][:7]
+            assert shlex.join(ablations.queue_argv(arm, tuple(f"data.{s}.source=<{s.upper()}>" for s in table.requires))) in section
+    assert checked == 2 + 2 * 2 + 3 * 2 + 2 * 3  # t1 (seg 1 col, normals 2), t11 (2 cols), t15 (3 cols)
+
+
+def test_render_rejects_an_arm_file_the_grid_no_longer_describes(tmp_path: Path) -> None:
+    arms = tmp_path / "arms"
+    (arms / "t11").mkdir(parents=True)
+    doc = json.loads((ARMS / "t11" / "n100-m5.json").read_text())
+    doc["overrides"][-1] = "sampling.images_per_batch=4"
+    (arms / "t11" / "n100-m5.json").write_text(json.dumps(doc))
+    res = _invoke("render", "--grid", str(GRID), "--arms", str(arms), "--out", str(tmp_path / "out"))
+    assert res.exit_code == 2
+    assert "n100-m5.json" in res.output and "t11/n100-m5" in res.output
+    assert not (tmp_path / "out" / "README.md").exists()
+
+
+# ----------------------------------------------------------------------------- collect
+
+def test_collect_writes_the_committed_arm_files(tmp_path: Path) -> None:
+    res = _invoke("collect", "--grid", str(GRID), "--arms", str(tmp_path), "--exp-json", str(EXP), "--no-curves")
+    assert res.exit_code == 0, res.output
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.json"))
+    assert written == sorted(p.relative_to(ARMS) for p in ARMS.rglob("*.json"))
+    for rel in written:
+        assert (tmp_path / rel).read_bytes() == (ARMS / rel).read_bytes(), rel
+    # Two finished experiments share the name abl-t11-n100-m5 (an older baseline's): the newest wins.
+    assert json.loads((tmp_path / "t11" / "n100-m5.json").read_text())["metrics"]["model"]["miou"] == 0.57112
+    assert json.loads((tmp_path / "t15" / "p50.json").read_text())["sources"] == {"bsds500": "/data/BSR"}
+    assert "t2/linear-seg" in res.output and "pending (queued)" in res.output
+
+
+def test_collect_rejects_an_experiment_without_the_arms_override(tmp_path: Path) -> None:
+    entries = _exp_entries()
+    params = _experiment(entries, "abl-t1-p4-seg")["revs"][0]["data"]["params"]["params.yaml"]["data"]
+    params["sampling"]["pixels_per_image"] = 400  # the experiment did not run what the grid says
+    exp = tmp_path / "exp.json"
+    exp.write_text(json.dumps(entries))
+    arms = tmp_path / "arms"
+    res = _invoke("collect", "--grid", str(GRID), "--arms", str(arms), "--exp-json", str(exp), "--no-curves")
+    assert res.exit_code == 2
+    assert "t1/p4-seg" in res.output and "sampling.pixels_per_image" in res.output and "164" in res.output
+    assert not arms.exists()  # every arm is checked before any file is written
+
+
+# ----------------------------------------------------------------------------- queue
+
+def _queue(*args: str, arms: Path = ARMS):
+    return _invoke("queue", "--grid", str(GRID), "--arms", str(arms), "--exp-json", str(EXP),
+                   "--params", str(REPO / "params.yaml"), *args)
+
+
+def _argv(key: str) -> str:
+    arm = next(a for t in ablations.load_grid(GRID).tables for a in t.arms if a.key == key)
+    return shlex.join(ablations.queue_argv(arm))
+
+
+def test_queue_dry_run_skips_finished_arms_and_lists_the_rest() -> None:
+    res = _queue("--dry-run", "--tables", "t1,t2,t11")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    state = {line.split()[0]: line.split()[1] for line in lines if "/" in line.split()[0]}
+    assert state == {"t1/all-seg": "collected", "t1/p4-seg": "collected", "t1/all-normals": "collected",
+                     "t1/p4-normals": "collected", "t2/linear-seg": "queued", "t2/linear-bn-seg": "failed",
+                     "t2/mlp-seg": "dead", "t2/mlp-normals": "missing", "t11/n100-m5": "collected",
+                     "t11/n400-m5": "collected", "t11/n400-m1": "collected"}
+    for key in ("t2/linear-bn-seg", "t2/mlp-seg", "t2/mlp-normals"):
+        assert f"    {_argv(key)}" in lines
+    for key in ("t1/all-seg", "t2/linear-seg", "t11/n400-m1"):
+        assert _argv(key) not in res.output
+    assert "    dvc queue remove abl-t2-linear-bn-seg" in lines
+    kill = lines.index("    dvc queue kill abl-t2-mlp-seg")  # orphaned by a killed queue: marked failed, removed, queued
+    assert lines[kill + 1: kill + 3] == ["    dvc queue remove abl-t2-mlp-seg", f"    {_argv('t2/mlp-seg')}"]
+    assert "3 arm(s) to queue (dry run: nothing queued)" in res.output
+    assert "900 steps, N 400 × M 16 = 6,400 pixels a step, crop 64" in res.output
+
+
+def test_queue_without_arm_files_skips_finished_experiments(tmp_path: Path) -> None:
+    res = _queue("--dry-run", "--tables", "t1", arms=tmp_path)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("finished  skipped (rev") == 4 and "0 arm(s) to queue" in res.output
+
+
+def test_queue_after_a_kill_requeues_only_unfinished_arms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Must-show 3, at the level this code owns: after `dvc queue stop --kill` the killed arm shows as
+    running with no process; queue marks it failed, removes it and queues it again, leaves queued arms
+    where they are and runs nothing for finished ones. A live running arm is left alone."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(ablations.experiments, "_run", lambda argv, check=True: calls.append(list(argv)))
+    monkeypatch.setattr(ablations.experiments, "_dirty_files", lambda: [])
+    res = _queue("--tables", "t1,t2,t11")
+    assert res.exit_code == 0, res.output
+    assert [shlex.join(c) for c in calls] == [
+        "dvc queue remove abl-t2-linear-bn-seg", _argv("t2/linear-bn-seg"),
+        "dvc queue kill abl-t2-mlp-seg", "dvc queue remove abl-t2-mlp-seg", _argv("t2/mlp-seg"),
+        _argv("t2/mlp-normals")]
+
+    entries = _exp_entries()
+    _experiment(entries, "abl-t2-mlp-seg")["executor"]["local"]["pid"] = os.getpid()  # still running
+    exp = tmp_path / "exp.json"
+    exp.write_text(json.dumps(entries))
+    calls.clear()
+    res = _invoke("queue", "--grid", str(GRID), "--arms", str(ARMS), "--exp-json", str(exp),
+                  "--params", str(REPO / "params.yaml"), "--tables", "t2")
+    assert res.exit_code == 0, res.output
+    assert "abl-t2-mlp-seg" not in " ".join(" ".join(c) for c in calls)
+    assert [shlex.join(c) for c in calls] == ["dvc queue remove abl-t2-linear-bn-seg", _argv("t2/linear-bn-seg"),
+                                              _argv("t2/mlp-normals")]
+
+
+def test_queue_refuses_a_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ablations.experiments, "_run", lambda argv, check=True: pytest.fail(f"ran {argv}"))
+    monkeypatch.setattr(ablations.experiments, "_dirty_files", lambda: ["params.yaml"])
+    res = _queue("--tables", "t2")
+    assert res.exit_code == 2 and "params.yaml" in res.output and "--allow-dirty" in res.output
+
+
+def test_a_bsds_arm_needs_the_bsds500_path(tmp_path: Path) -> None:
+    res = _queue("--dry-run", "--tables", "t15")
+    assert res.exit_code == 2
+    assert "t15/p25" in res.output and "--bsds500 PATH" in res.output
+    bsr = tmp_path / "BSR"
+    bsr.mkdir()
+    res = _queue("--dry-run", "--tables", "t15", "--bsds500", str(bsr))
+    assert res.exit_code == 0, res.output
+    arm = next(a for t in ablations.load_grid(GRID).tables for a in t.arms if a.key == "t15/p25")
+    assert shlex.join(ablations.queue_argv(arm, (f"data.bsds500.source={bsr.resolve()}",))) in res.output
+    assert "t15/uniform" in res.output and "1 arm(s) to queue" in res.output
+    assert _invoke("queue", "--grid", str(GRID), "--dry-run", "--bsds500", str(tmp_path / "nope")).exit_code == 2
+
+
+# ----------------------------------------------------------------------------- errors
+
+def test_grid_and_override_errors_name_the_key(tmp_path: Path) -> None:
+    raw = yaml.safe_load(GRID.read_text())
+    raw["tables"][0]["arms"][1]["task"] = "edge"
+    bad = tmp_path / "grid.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ablations.AblationError, match=r"grid.yaml: tables.t1.arms.p4-seg.task: 'edge'"):
+        ablations.load_grid(bad)
+    raw = yaml.safe_load(GRID.read_text())
+    raw["tables"][2]["arms"][0]["set"] = ["sampling.pixels_per_image"]
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ablations.AblationError, match=r"tables.t11.arms.n100-m5.set\[0\]: expected an override"):
+        ablations.load_grid(bad)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    with pytest.raises(ablations.AblationError, match="params.yaml has no key sampling.pixel_per_image"):
+        ablations.apply_overrides(params, ("sampling.pixel_per_image=100",), "t1/x")
+    assert ablations.apply_overrides(params, ("train.lr=1e-3",), "x")["train"]["lr"] == 0.001  # a number, as DVC reads it
