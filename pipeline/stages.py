@@ -24,7 +24,7 @@ from pixelnet.data.registry import SOURCES
 from pixelnet.data.loader import PixelBatches, batch_loader
 from pixelnet.data.shards import read_manifest, read_shards, shard_paths, write_shards
 from pixelnet.infer import predict
-from pixelnet.metrics.edges_io import write_official
+from pixelnet.metrics.edges_io import metrics_dict, write_official
 from pixelnet.metrics.edges import plot_pr
 from pixelnet.metrics.published import load_published
 from pixelnet.metrics.normals import plot_error_cdf
@@ -242,7 +242,6 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
     limit = params.evaluate.max_images or total
     grid: list[list[np.ndarray]] = []
     labels: list[str] = []
-    keys: list[str] = []
     for i, record in enumerate(tqdm(read_shards(shard_paths(shards, test_split)), desc=f"evaluate {task_name}",
                                     total=min(total, limit), unit="img", disable=not progress)):
         if i >= limit:
@@ -251,7 +250,6 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
         base = baseline.predict(record)
         meters["model"].update(pred, record)
         meters["baseline"].update(base, record)
-        keys.append(record["key"])
         if len(grid) < params.evaluate.grid_images:
             grid.append([record["image"], task.visualize(record[task.field]), task.visualize(pred), task.visualize(base)])
             labels.append(record["key"])
@@ -267,8 +265,8 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
         plot_pr({"PixelNet": result, baseline.name: meters["baseline"].result()}, out / "pr_curve.png", published)
         write_official(result, out)  # eval_bdry*.txt as the official benchmark (and evaluate-edges) write them
         # Each image's best F by name (eval_bdry_img.txt numbers them): what a model card quotes per image.
-        write_json(out / "per_image.json", {"images": [{"image": k, **{n: float(v) for n, v in r.items()}}
-                                                       for k, r in zip(keys, result.per_image, strict=True)]})
+        per_image = metrics_dict(result, meters["model"].keys, params.boundary, params.evaluate.nms)["per_image"]
+        write_json(out / "per_image.json", {"images": per_image})
     if task_name == "normals":
         plot_error_cdf({"PixelNet": meters["model"].inner.errors(), baseline.name: meters["baseline"].inner.errors()},
                        out / "angular_error.png")

@@ -86,6 +86,8 @@ def ship(checkpoint: Path, out: Path) -> dict:
                "summary": state.get("summary"), "machine": machine()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # A fixed temp name, not pixelnet.atomic's random one: torch.save records the file's stem inside
+    # the archive, so a random name would change the bytes (and re-trigger the evaluate stages).
     tmp = out.with_name(f".{out.name}.tmp")
     torch.save(payload, tmp)
     tmp.replace(out)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from pixelnet.atomic import atomic_write_text
 from pixelnet.metrics.published import load_published
 from pixelnet.model.pixelnet import load_checkpoint
 
@@ -161,7 +162,5 @@ def render(name: str, weights: Path, single: Path, multi: Path, dataset: Path, p
         "",
     ]
     text = "\n".join(lines)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    atomic_write_text(out, text)
     return text
