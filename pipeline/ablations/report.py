@@ -257,6 +257,15 @@ def _plots(table: Table, docs: dict[str, dict], arms: Path, out_dir: Path) -> li
     return made
 
 
+def _dvc_compare(grid: Grid) -> str:
+    """How to compare arms in DVC itself while their experiments are in this repository's refs."""
+    a, b = next(((x, y) for t in grid.tables for x in t.arms for y in t.arms if x.task == y.task and x != y))
+    return ("While the experiments are local (`dvc exp pull` brings them from a remote), DVC compares arms too: "
+            "`uv run dvc exp show --only-changed` lists every arm's params and metrics, and "
+            f"`uv run dvc plots diff {a.experiment} {b.experiment} --targets reports/{a.task}/train_loss.csv` "
+            "draws two arms' loss curves together.")
+
+
 def render_report(grid: Grid, arms: Path, out_dir: Path, notes: Path | None = None) -> tuple[list[Path], list[str]]:
     """reports/ablations/README.md (and plots) from the grid and the committed arm files only;
     the same inputs give the same bytes."""
@@ -273,6 +282,7 @@ def render_report(grid: Grid, arms: Path, out_dir: Path, notes: Path | None = No
              "`dvc exp run --queue`; the whole grid, again:", "", COMMANDS, "",
              "Killed mid-run? `uv run dvc queue stop --kill`, then the first two commands again: finished arms are "
              "skipped, the killed one is queued again, and the queued ones wait where they were.", "",
+             _dvc_compare(grid), "",
              "| Table | the paper's claim | arms collected | our direction |", "|---|---|---:|---|"]
     figures: dict[str, list[tuple[str, str]]] = {}
     for table in grid.tables:
