@@ -92,6 +92,15 @@ def test_render_reproduces_the_committed_report(tmp_path: Path) -> None:
     assert not list(out.glob("t2-*.png"))  # nothing ran: no picture
 
 
+def test_the_committed_report_is_rendered_from_the_committed_arm_files(tmp_path: Path) -> None:
+    """reports/ablations/README.md is what `render` writes from the committed arm files and notes, byte for byte."""
+    report = REPO / "reports" / "ablations"
+    ablations.render_report(ablations.load_grid(REPO / "recipes" / "ablations" / "grid.yaml"), report / "arms",
+                            tmp_path, report / "notes")
+    assert (tmp_path / "README.md").read_text() == (report / "README.md").read_text(), (
+        "reports/ablations/README.md is stale: run `uv run pixelnet ablations render`")
+
+
 def test_report_numbers_equal_the_arm_files(tmp_path: Path) -> None:
     """Each of our cells, and each arm's rev and budget, read back from the page equal the arm files."""
     ablations.render_report(ablations.load_grid(GRID), ARMS, tmp_path)
