@@ -170,7 +170,7 @@ def plan_queue(grid: Grid, tables: tuple[Table, ...], experiments: dict[str, lis
             state, rec = arm_state(arm, experiments, arms)
             where = f"{arm.key} ({arm.experiment})"
             if state in ("collected", "finished", "running", "queued"):
-                note = {"collected": f"committed in {arm_file(arms, arm)}",
+                note = {"collected": f"arm file {arm_file(arms, arm)}",
                         "finished": f"rev {rec.rev[:7]}, not collected yet" if rec else "",
                         "running": "running now", "queued": "already in the DVC queue"}[state]
                 lines.append(f"{arm.key:28s} {state:9s} skipped ({note})")
