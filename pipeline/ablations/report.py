@@ -120,7 +120,8 @@ def _table_section(table: Table, docs: dict[str, dict], figures: list[tuple[str,
         for claim in table.claims:
             a, b = (next(r.label for r in table.rows if r.id == rid) for rid in claim.rows)
             mine, theirs = judge(claim, table, values), judge(claim, table, {r.id: r.paper for r in table.rows})
-            out.append(f"* {claim.text} ({claim.kind}: {a} vs {b}): paper {verdict(theirs)}; ours {verdict(mine)}.")
+            paper_word = verdict(theirs) if all(r.paper for r in table.rows if r.id in claim.rows) else "has no such row"
+            out.append(f"* {claim.text} ({claim.kind}: {a} vs {b}): paper {paper_word}; ours {verdict(mine)}.")
             word = verdict(mine).split()[0]
             if word in ("disagrees", "mixed") and claim.reason:
                 part = "" if word == "disagrees" else " in part"
