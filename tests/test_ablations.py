@@ -53,14 +53,14 @@ def test_real_grid_applies_to_params_yaml_with_equal_budgets() -> None:
     arms that fill the same columns have the same value of every key the table fixes."""
     grid = ablations.load_grid(REPO / "recipes" / "ablations" / "grid.yaml")
     assert [t.id for t in grid.tables] == ["t1", "t2", "t4", "t11", "t15"]
-    names = [a.experiment for t in grid.tables for a in t.arms]
-    assert len(names) == len(set(names))
+    names = [a.experiment for t in grid.tables for a in t.all_arms]
+    assert len(names) == len(set(names)) and len(names) > 29  # 29 arms and their seed repeats
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     budgets = {}
     for table in grid.tables:
         extra = tuple(f"data.{s}.source=/abs/BSR" for s in table.requires)
         groups: dict[tuple, list[dict]] = {}
-        for arm in table.arms:
+        for arm in table.all_arms:  # a seed repeat has its arm's budget
             b = ablations.budget_of(ablations.apply_overrides(params, arm.overrides + extra, arm.key), arm.task, arm.key)
             budgets[arm.key] = b
             groups.setdefault(arm.columns, []).append(b)
@@ -262,6 +262,67 @@ def test_a_bsds_arm_needs_the_bsds500_path(tmp_path: Path) -> None:
     assert shlex.join(ablations.queue_argv(arm, (f"data.bsds500.source={bsr.resolve()}",))) in res.output
     assert "t15/uniform" in res.output and "1 arm(s) to queue" in res.output
     assert _invoke("queue", "--grid", str(GRID), "--dry-run", "--bsds500", str(tmp_path / "nope")).exit_code == 2
+
+
+def _grid_with_repeats(tmp_path: Path, repeats: dict) -> Path:
+    raw = yaml.safe_load(GRID.read_text())
+    raw["tables"][2]["repeats"] = repeats  # t11
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_seed_repeats_are_queued_and_their_spread_rendered(tmp_path: Path) -> None:
+    """A repeat is its arm again with train.seed = sampling.seed = S, under its own experiment name; it
+    never fills the table (verdicts stay on seed 0); the report sets each column's range beside the
+    tolerance, and lists the repeats not run yet."""
+    grid_path = _grid_with_repeats(tmp_path, {"seeds": [1, 2], "arms": ["n100-m5"]})
+    grid = ablations.load_grid(grid_path)
+    t11 = grid.tables[2]
+    assert [a.name for a in t11.arms] == ["n100-m5", "n400-m5", "n400-m1"]
+    assert [(a.name, a.experiment, a.seed, a.of) for a in t11.repeats] == [
+        ("n100-m5-s1", "abl-t11-n100-m5-s1", 1, "n100-m5"), ("n100-m5-s2", "abl-t11-n100-m5-s2", 2, "n100-m5")]
+    assert t11.repeats[1].overrides == t11.arms[0].overrides + ("train.seed=2", "sampling.seed=2")
+    arms = tmp_path / "arms"
+    for src in ARMS.glob("*/*"):
+        (arms / src.parent.name).mkdir(parents=True, exist_ok=True)
+        (arms / src.parent.name / src.name).write_bytes(src.read_bytes())
+    doc = json.loads((ARMS / "t11" / "n100-m5.json").read_text())
+    doc.update(arm="n100-m5-s1", experiment="abl-t11-n100-m5-s1", overrides=list(t11.repeats[0].overrides),
+               rev="5e5e" * 10)
+    doc["metrics"]["model"].update(miou=0.60112, mean_class_accuracy=0.69541)  # IU 57.1 -> 60.1, AC 69.0 -> 69.5
+    (arms / "t11" / "n100-m5-s1.json").write_text(json.dumps(doc))
+
+    res = _invoke("queue", "--grid", str(grid_path), "--arms", str(arms), "--exp-json", str(EXP),
+                  "--params", str(REPO / "params.yaml"), "--dry-run", "--tables", "t11")
+    assert res.exit_code == 0, res.output
+    state = {line.split()[0]: line.split()[1] for line in res.output.splitlines() if line.startswith("t11/")}
+    assert state["t11/n100-m5-s1"] == "collected" and state["t11/n100-m5-s2"] == "missing"
+    assert f"    {shlex.join(ablations.queue_argv(t11.repeats[1]))}" in res.output.splitlines()
+
+    ablations.render_report(grid, arms, tmp_path / "out")
+    page = (tmp_path / "out" / "README.md").read_text()
+    section = page.split("## Table 11:", 1)[1]
+    assert "| n100-m5 | 0 / 1 (2 not run) | 69.0 / 69.5 (range 0.5) | 57.1 / 60.1 (range 3.0) |" in section
+    assert "Largest range per column: AC (%) 0.5 (within its tolerance 1.0); IU (%) 3.0 (**beyond** its tolerance 1.0)" in section
+    assert "| n100-m5-s1 | 500 × 5 | segmentation | 900 |" in section and "| n100-m5-s2 |" in section
+    ours = next(line for line in section.splitlines() if line.startswith("| 100 × 5 | ours"))
+    assert "| 69.0 | 57.1 |" in ours  # the table keeps seed 0
+
+
+def test_repeat_errors_name_the_key(tmp_path: Path) -> None:
+    for repeats, match in [({"seeds": [0, 1], "arms": ["n100-m5"]}, r"tables.t11.repeats.seeds: distinct integers >= 1"),
+                           ({"seeds": [1, 1], "arms": ["n100-m5"]}, r"tables.t11.repeats.seeds"),
+                           ({"seeds": [1], "arms": ["n100-m6"]}, r"tables.t11.repeats.arms\[0\]: 'n100-m6' is not an arm"),
+                           ({"seeds": [1]}, r"tables.t11.repeats.arms: missing")]:
+        with pytest.raises(ablations.AblationError, match=match):
+            ablations.load_grid(_grid_with_repeats(tmp_path, repeats))
+    raw = yaml.safe_load(GRID.read_text())
+    raw["tables"][2]["arms"][0]["set"].append("train.seed=3")
+    raw["tables"][2]["repeats"] = {"seeds": [1], "arms": ["n100-m5"]}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ablations.AblationError, match=r"'n100-m5' sets train.seed=3 itself"):
+        ablations.load_grid(tmp_path / "grid.yaml")
 
 
 # ----------------------------------------------------------------------------- errors

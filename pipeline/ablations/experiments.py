@@ -166,7 +166,7 @@ def plan_queue(grid: Grid, tables: tuple[Table, ...], experiments: dict[str, lis
     lines: list[str] = []
     plans: list[list[list[str]]] = []
     for table in tables:
-        for arm in table.arms:
+        for arm in table.all_arms:
             state, rec = arm_state(arm, experiments, arms)
             where = f"{arm.key} ({arm.experiment})"
             if state in ("collected", "finished", "running", "queued"):
@@ -213,7 +213,7 @@ def collect_arms(tables: tuple[Table, ...], experiments: dict[str, list[ExpRecor
     docs: list[tuple[Table, Arm, ExpRecord, dict]] = []
     lines: list[str] = []
     for table in tables:
-        for arm in table.arms:
+        for arm in table.all_arms:
             records = experiments.get(arm.experiment, [])
             done = _finished(records, arm)
             if not done:

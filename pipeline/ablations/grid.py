@@ -70,6 +70,8 @@ class Arm:
     overrides: tuple[str, ...]   # the table's base, then the arm's own, exactly as passed to -S
     columns: tuple[str, ...]
     experiment: str
+    seed: int | None = None      # a repeat of arm `of` with train.seed = sampling.seed = seed
+    of: str | None = None
 
     @property
     def key(self) -> str:
@@ -113,9 +115,15 @@ class Table:
     equal_budget: tuple[str, ...]
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
-    arms: tuple[Arm, ...]
+    arms: tuple[Arm, ...]        # one per row and task: the table's numbers and verdicts
     claims: tuple[Claim, ...]
     plots: tuple[PlotSpec, ...]
+    repeats: tuple[Arm, ...] = ()  # arms again under other seeds: the measured seed spread
+
+    @property
+    def all_arms(self) -> tuple[Arm, ...]:
+        """Every experiment of the table: what `queue` and `collect` handle."""
+        return self.arms + self.repeats
 
     def column(self, cid: str) -> Column:
         return next(c for c in self.columns if c.id == cid)
@@ -208,6 +216,8 @@ def _table(raw: dict, prefix: str, where: str) -> Table:
             filled.add((row, cid))
         arms.append(Arm(tid, name, row, task, base + own, cols, f"{prefix}-{tid}-{name}"))
     _ids([a.name for a in arms], f"{where}.arms")
+    repeats = _repeats(raw.get("repeats"), arms, f"{where}.repeats")
+    _ids([a.name for a in arms + repeats], f"{where}.arms and repeats")
     claims = []
     for i, c in enumerate(raw.get("claims") or []):
         w = f"{where}.claims[{i}]"
@@ -230,7 +240,35 @@ def _table(raw: dict, prefix: str, where: str) -> Table:
                             f"requires sources ({', '.join(SOURCES)}), got {list(equal)} / {list(requires)}")
     return Table(tid, int(_need(raw, "paper_table", where, int)), _need(raw, "title", where), _need(raw, "claim", where),
                  str(raw.get("setting", "")), requires, equal, tuple(columns), tuple(rows), tuple(arms), tuple(claims),
-                 tuple(plots))
+                 tuple(plots), tuple(repeats))
+
+
+SEED_KEYS = ("train.seed", "sampling.seed")  # the model's initialisation; the plan (windows, pixels, order)
+
+
+def _repeats(raw: Any, arms: list[Arm], where: str) -> list[Arm]:
+    """`repeats: {seeds: [1, 2], arms: [name, ...]}` -> each named arm again, named <arm>-s<seed>, with
+    its overrides plus train.seed and sampling.seed = seed. The arms themselves run with params.yaml's
+    seeds, so a repeat's seed must be new (not 0, the default) and each seed appears once."""
+    if raw is None:
+        return []
+    seeds, names = _need(raw, "seeds", where, list), _need(raw, "arms", where, list)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in seeds) or len(set(seeds)) < len(seeds):
+        raise AblationError(f"{where}.seeds: distinct integers >= 1 (0 is params.yaml's, the arms' own), got {seeds!r}")
+    by_name = {a.name: a for a in arms}
+    out = []
+    for i, name in enumerate(names):
+        arm = by_name.get(name)
+        if arm is None:
+            raise AblationError(f"{where}.arms[{i}]: {name!r} is not an arm of this table ({', '.join(by_name)})")
+        own = [o for o in arm.overrides if o.lstrip("+").split("=", 1)[0] in SEED_KEYS]
+        if own:
+            raise AblationError(f"{where}.arms[{i}]: {name!r} sets {own[0]} itself; a repeat varies the seeds")
+        for seed in seeds:
+            out.append(Arm(arm.table, f"{name}-s{seed}", arm.row, arm.task,
+                           arm.overrides + tuple(f"{k}={seed}" for k in SEED_KEYS), arm.columns,
+                           f"{arm.experiment}-s{seed}", seed, name))
+    return out
 
 
 def load_grid(path: Path = GRID) -> Grid:

@@ -20,7 +20,7 @@ def load_arm_files(grid: Grid, arms: Path) -> tuple[dict[str, dict], list[str]]:
     metric its columns need); files the grid does not name are returned as warnings."""
     found: dict[str, dict] = {}
     for table in grid.tables:
-        for arm in table.arms:
+        for arm in table.all_arms:
             path = arm_file(arms, arm)
             if not path.is_file():
                 continue
@@ -36,7 +36,7 @@ def load_arm_files(grid: Grid, arms: Path) -> tuple[dict[str, dict], list[str]]:
             if not isinstance(doc.get("budget"), dict) or set(BUDGET_KEYS) - set(doc["budget"]):
                 raise AblationError(f"{path}: budget must hold {', '.join(BUDGET_KEYS)}")
             found[arm.key] = doc
-    named = {arm_file(arms, a).resolve() for t in grid.tables for a in t.arms}
+    named = {arm_file(arms, a).resolve() for t in grid.tables for a in t.all_arms}
     extra = sorted(str(p) for p in Path(arms).glob("*/*.json") if p.resolve() not in named) if Path(arms).is_dir() else []
     return found, [f"{p}: not an arm of {grid.path}; ignored" for p in extra]
 
@@ -133,10 +133,11 @@ def _table_section(table: Table, docs: dict[str, dict], figures: list[tuple[str,
                 out.append(f"  * {col.label}: ours {_cell(col, diff, word)}; paper "
                            f"{_cell(col, p[0], p[1]) if p else '—'}")
         out.append("")
+    out += _spread_lines(table, docs)
     out += _budget_lines(table, docs)
     out += ["**Arms.**", "", "| arm | row | task | steps | N × M = pixels a step | crop | experiment | rev |",
             "|---|---|---|---:|---|---:|---|---|"]
-    for arm in table.arms:
+    for arm in table.all_arms:
         doc = docs.get(arm.key)
         b = doc["budget"] if doc else None
         cells = [arm.name, _md(next(r.label for r in table.rows if r.id == arm.row)), arm.task,
@@ -146,7 +147,7 @@ def _table_section(table: Table, docs: dict[str, dict], figures: list[tuple[str,
         out.append("| " + " | ".join(cells) + " |")
     extra = tuple(f"data.{s}.source=<{s.upper()}>" for s in table.requires)
     out += ["", "Each arm's exact command (`queue` runs it for the arms without a finished result):", "", "```bash"]
-    out += [shlex.join(queue_argv(arm, extra)) for arm in table.arms] + ["```", ""]
+    out += [shlex.join(queue_argv(arm, extra)) for arm in table.all_arms] + ["```", ""]
     for source in table.requires:
         used = sorted({d["sources"].get(source, "") for d in docs.values() if d["table"] == table.id} - {""})
         out += [f"`<{source.upper()}>` is the absolute path given to `queue --{source}` (queued experiments run in a "
@@ -159,10 +160,52 @@ def _table_section(table: Table, docs: dict[str, dict], figures: list[tuple[str,
     return out
 
 
+def _spread_lines(table: Table, docs: dict[str, dict]) -> list[str]:
+    """The repeated arms under each seed, and per column the largest range (max − min) beside the
+    tolerance the verdicts use: what a single run's number is worth."""
+    if not table.repeats:
+        return []
+    seeds = sorted({a.seed for a in table.repeats})
+    out = [f"**Seed spread** (an arm run again with `train.seed` = `sampling.seed` = {', '.join(map(str, seeds))}: "
+           "new initial weights, windows and pixels; seed 0 is the arm itself, run with params.yaml's seeds. "
+           "The verdicts above use seed 0 only).", "",
+           "| arm | seeds | " + " | ".join(c.label for c in table.columns) + " |", "|---|---|" + "---:|" * len(table.columns)]
+    ranges: dict[str, list[float]] = {}
+    for arm in table.arms:
+        runs = [(0, arm)] + [(r.seed, r) for r in table.repeats if r.of == arm.name]
+        if len(runs) == 1:
+            continue
+        pending = [str(seed) for seed, a in runs if a.key not in docs]
+        runs = [(seed, a) for seed, a in runs if a.key in docs]
+        cells = []
+        for col in table.columns:
+            if col.id not in arm.columns or not runs:
+                cells.append("—")
+                continue
+            vals = [col.rounded(docs[a.key]["metrics"]["model"][col.metric] * col.scale) for _, a in runs]
+            spread = col.rounded(max(vals) - min(vals))
+            if len(vals) > 1:
+                ranges.setdefault(col.id, []).append(spread)
+            cells.append(" / ".join(col.show(v) for v in vals) + (f" (range {col.show(spread)})" if len(vals) > 1 else ""))
+        ran = " / ".join(str(seed) for seed, _ in runs) + (f" ({', '.join(pending)} not run)" if pending else "")
+        out.append("| " + " | ".join([arm.name, ran.strip()] + cells) + " |")
+    out.append("")
+    if ranges:
+        parts = []
+        for col in table.columns:
+            if col.id in ranges:
+                worst = max(ranges[col.id])
+                word = "within" if worst <= col.tol + 1e-9 else "**beyond**"
+                parts.append(f"{col.label} {col.show(worst)} ({word} its tolerance {format(col.tol, col.fmt)})")
+        out += ["Largest range per column: " + "; ".join(parts) + ". A difference between two single runs smaller "
+                "than the range is not a measured effect.", ""]
+    return out
+
+
 def _budget_lines(table: Table, docs: dict[str, dict]) -> list[str]:
     """Per group of arms filling the same columns: the budget keys the table fixes, equal or not."""
     groups: dict[tuple[str, ...], list[Arm]] = {}
-    for arm in table.arms:
+    for arm in table.all_arms:
         if arm.key in docs:
             groups.setdefault(arm.columns, []).append(arm)
     if not groups or not table.equal_budget:
