@@ -303,7 +303,7 @@ def test_seed_repeats_are_queued_and_their_spread_rendered(tmp_path: Path) -> No
     ablations.render_report(grid, arms, tmp_path / "out")
     page = (tmp_path / "out" / "README.md").read_text()
     section = page.split("## Table 11:", 1)[1]
-    assert "| n100-m5 | 0 / 1 (2 not run) | 69.0 / 69.5 (range 0.5) | 57.1 / 60.1 (range 3.0) |" in section
+    assert "| n100-m5 | 0 / 1 (2 not run) | 69.0 / 69.5 (mean 69.3, range 0.5) | 57.1 / 60.1 (mean 58.6, range 3.0) |" in section
     assert "Largest range per column: AC (%) 0.5 (within its tolerance 1.0); IU (%) 3.0 (**beyond** its tolerance 1.0)" in section
     assert "| n100-m5-s1 | 500 × 5 | segmentation | 900 |" in section and "| n100-m5-s2 |" in section
     ours = next(line for line in section.splitlines() if line.startswith("| 100 × 5 | ours"))

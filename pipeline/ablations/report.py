@@ -161,8 +161,8 @@ def _table_section(table: Table, docs: dict[str, dict], figures: list[tuple[str,
 
 
 def _spread_lines(table: Table, docs: dict[str, dict]) -> list[str]:
-    """The repeated arms under each seed, and per column the largest range (max − min) beside the
-    tolerance the verdicts use: what a single run's number is worth."""
+    """The repeated arms under each seed with their mean, and per column the largest range (max − min)
+    beside the tolerance the verdicts use: what a single run's number is worth."""
     if not table.repeats:
         return []
     seeds = sorted({a.seed for a in table.repeats})
@@ -182,11 +182,14 @@ def _spread_lines(table: Table, docs: dict[str, dict]) -> list[str]:
             if col.id not in arm.columns or not runs:
                 cells.append("—")
                 continue
-            vals = [col.rounded(docs[a.key]["metrics"]["model"][col.metric] * col.scale) for _, a in runs]
+            raw = [docs[a.key]["metrics"]["model"][col.metric] * col.scale for _, a in runs]
+            vals = [col.rounded(v) for v in raw]
             spread = col.rounded(max(vals) - min(vals))
             if len(vals) > 1:
                 ranges.setdefault(col.id, []).append(spread)
-            cells.append(" / ".join(col.show(v) for v in vals) + (f" (range {col.show(spread)})" if len(vals) > 1 else ""))
+            mean = col.rounded(sum(raw) / len(raw))
+            cells.append(" / ".join(col.show(v) for v in vals)
+                         + (f" (mean {col.show(mean)}, range {col.show(spread)})" if len(vals) > 1 else ""))
         ran = " / ".join(str(seed) for seed, _ in runs) + (f" ({', '.join(pending)} not run)" if pending else "")
         out.append("| " + " | ".join([arm.name, ran.strip()] + cells) + " |")
     out.append("")
