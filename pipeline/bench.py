@@ -505,3 +505,40 @@ def train_speed(
     typer.echo(describe(report))
     _save_report(out, report, f"Training speed on {report['device']}", [f"torch {report['torch']}; {describe(report)}"],
                  table(report))
+
+
+# ----------------------------------------------------------------------------- predict
+
+@bench_app.command("predict")
+def predict_speed(
+    model: Annotated[str, typer.Option("--model", help="A shipped model's name or a model.pt path.")] = "bsds500-edges",
+    image: Annotated[Path | None, typer.Option("--image", help="The photo to time (e.g. a 481x321 BSDS500 test image); default: a generated 481x321 picture.")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed calls per setting (the median is reported).")] = 10,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed calls first.")] = 2,
+    large: Annotated[str, typer.Option("--large", help="H,W of a large generated photo predicted as `pixelnet predict` does (tiled), with its peak memory; 0,0 skips it.")] = "4000,6000",
+    startup: Annotated[bool, typer.Option("--startup/--no-startup", help="Also time fresh `pixelnet` processes: --help, an input error, one image.")] = True,
+    out: Annotated[Path | None, typer.Option("--out", help="JSON report (default reports/bench/predict/<cpu model>.json); a .md table beside it.")] = None,
+) -> None:
+    """Prediction speed of a shipped model on this CPU: seconds per image single- and multi-scale, fp32
+    and bf16, the sparse path of before, OpenCV Canny and kornia's DexiNed on the same image, a 24 MP
+    photo's time and peak memory, and start-up."""
+    from pixelnet.bench.predict import PredictBench, default_out, describe, run, table
+
+    try:
+        sides = tuple(int(v) for v in large.split(","))
+        if len(sides) != 2:
+            raise ValueError
+    except ValueError:
+        typer.echo(f"pixelnet bench predict: error: --large: expected H,W (e.g. 4000,6000), got {large!r}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        if image is not None and not image.is_file():
+            raise FileNotFoundError(f"--image {image}: no such file")
+        bench = PredictBench(model=model, image=str(image) if image else None, repeats=repeats, warmup=warmup,
+                             large=sides, startup=startup)
+        out = out or default_out(Path("reports/bench/predict"))
+        report = run(bench)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        typer.echo(f"pixelnet bench predict: error: {err}", err=True)
+        raise typer.Exit(2) from None
+    _save_report(out, report, f"Prediction speed on {report['machine']['cpu']}", [describe(report)], table(report))
