@@ -38,12 +38,11 @@ def _friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from pipeline.params import ParamsError
-        from pixelnet.data.shards import ShardError
-
+        # ParamsError and ShardError are ValueErrors: caught without importing their modules, which
+        # import torch (seconds) before `predict` has checked its inputs.
         try:
             return fn(*args, **kwargs)
-        except (ParamsError, ShardError, ValueError, FileNotFoundError, KeyError, RuntimeError, FloatingPointError) as err:
+        except (ValueError, FileNotFoundError, KeyError, RuntimeError, FloatingPointError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             typer.echo(f"pixelnet {fn.__name__.rstrip('_').replace('_', '-')}: error: {message}", err=True)
             raise typer.Exit(2) from None
@@ -180,28 +179,32 @@ def evaluate(
 @app.command("evaluate-edges")
 @_friendly
 def evaluate_edges(
-    predictions: Annotated[Path, typer.Option("--predictions", help="Folder of edge maps named like the ground truth: <id>.png (8/16-bit), <id>.npy (float in [0, 1]) or <id>.mat (official ucm2).")],
+    predictions: Annotated[Path, typer.Option("--predictions", help="Folder of edge maps, one per ground-truth <id>: <id>.png (8/16-bit), <id>.npy (float in [0, 1]), <id>.mat (official ucm2), or <id>_edges.png / <id>_edges.npy as `pixelnet predict` writes them.")],
     ground_truth: Annotated[Path, typer.Option("--ground-truth", help="Folder of BSDS <id>.mat ground truth (e.g. BSDS500/data/groundTruth/test).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for eval_bdry*.txt (official format), metrics.json and pr_curve.png.")],
     thresholds: Annotated[int, typer.Option("--thresholds", help="Number of thresholds in (0, 1); the official protocol uses 99.")] = 99,
-    nms: Annotated[bool, typer.Option("--nms/--no-nms", help="Thin each map first with the Structured Edge toolbox's non-maximum suppression (as for HED-style outputs).")] = False,
+    nms: Annotated[bool, typer.Option("--nms/--no-nms", help="Thin each soft map first with the edges toolbox's non-maximum suppression, then thinning: the protocol of the evaluate stage (evaluate.nms), the model card, HED and RCF. --no-nms scores the maps as they are (already thin maps, official ucm2).")] = True,
     thin: Annotated[bool, typer.Option("--thin/--no-thin", help="Morphologically thin each binarised map, as the official benchmark does.")] = True,
     max_dist: Annotated[float, typer.Option("--max-dist", help="Matching tolerance as a fraction of the image diagonal.")] = 0.0075,
     workers: Annotated[int, typer.Option("--workers", help="Processes evaluating images in parallel.")] = 1,
     published: Annotated[bool, typer.Option("--published/--no-published", help="Draw the published BSDS500 test curves of Sobel, Canny, gPb-UCM, SE, OEF, HED and RCF beside yours in pr_curve.png (meaningful when you score the 200 test images).")] = False,
+    subset: Annotated[bool, typer.Option("--subset", help="Score only the ground-truth images that have a prediction (and say how many); by default every one must have one.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """BSDS boundary benchmark (ODS / OIS / AP) of any edge detector's maps against BSDS .mat ground truth."""
+    """BSDS boundary benchmark (ODS / OIS / AP) of any edge detector's maps against BSDS .mat ground truth,
+    e.g. of `pixelnet predict`'s output folder as it is."""
     from pixelnet.metrics.edges import BoundaryConfig
-    from pixelnet.metrics.edges_io import evaluate_directory
+    from pixelnet.metrics.edges_io import evaluate_directory, ground_truth_files
 
     config = BoundaryConfig(thresholds=thresholds, max_dist=max_dist, thin=thin)
     res = evaluate_directory(predictions, ground_truth, out, config, nms=nms, workers=workers, progress=not quiet,
-                             published=published)
+                             published=published, subset=subset)
     typer.echo(
         f"ODS F={res.ods['f']:.4f} (R={res.ods['recall']:.4f} P={res.ods['precision']:.4f} t={res.ods['threshold']:.4f})  "
         f"OIS F={res.ois['f']:.4f}  AP={res.ap:.4f}  ({len(res.per_image)} images) → {out}"
     )
+    if subset:
+        typer.echo(f"scored {len(res.per_image)} of {len(ground_truth_files(ground_truth))} ground-truth images (--subset)")
 
 
 @app.command("evaluate-normals")
@@ -250,24 +253,70 @@ def evaluate_segmentation(
 @app.command()
 @_friendly
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Images in any format PIL reads (JPEG, PNG, grey, RGBA with alpha dropped, 16-bit scaled to 8, EXIF-rotated JPEG predicted as displayed). All are checked before any is predicted; stems must differ.")],
+    images: Annotated[list[Path], typer.Argument(help="Images, or folders of them (.jpg .jpeg .png .bmp .tif .tiff .webp .gif, any case; hidden files skipped), in any format PIL reads: JPEG, PNG, grey, RGBA with alpha dropped, 16-bit scaled to 8, float TIFF in [0, 1] or [0, 255], EXIF-rotated JPEG predicted as displayed; not animations or multi-page files. All are checked before torch starts and before anything is written: each must decode and be at least the model's deepest stride (e.g. 16 px) on each side at every scale. Outputs are named by the stem, which must differ between inputs.")],
     model: Annotated[str, typer.Option("--model", help="A shipped model's name (bsds500-edges: edges trained on BSDS500, see pixelnet/zoo/) or the path of a model.pt written by the train stage; its task (edges, normals or segmentation) decides the outputs.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the outputs (created): <stem>_edges.png (white edges on black); <stem>_normals.png and .npy; <stem>_labels.png (class ids), _segmentation.png (colours) and _legend.png.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the outputs, created once every input has passed: <stem>_edges.png (white edges on black); <stem>_normals.png and .npy; <stem>_labels.png (class ids), _segmentation.png (colours) and _legend.png. Not read as input by --recursive.")],
     scales: Annotated[str, typer.Option("--scales", help="Comma-separated test scales whose predictions are averaged, e.g. 0.5,1,1.5.")] = "1.0",
     flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Also average the prediction of the mirrored image.")] = False,
     tile: Annotated[int, typer.Option("--tile", help="Tile side in pixels: an image with a longer side is predicted in overlapping tiles blended without seams, bounding memory; 0 never tiles.")] = 1024,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar for tiled images.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also read the images in a folder's subfolders (stems must still differ across all of them).")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip an image whose output files all exist already (resume an interrupted run); the summary counts them.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="png (default): the pictures above. npy: float32 arrays instead: <stem>_edges.npy (H, W) probabilities; <stem>_normals.npy alone. Segmentation models: png only (the label PNG is lossless).")] = "png",
+    nms: Annotated[bool, typer.Option("--nms", help="Edges models: thin the map with the edges toolbox's non-maximum suppression, exactly as the benchmark runs it: one-pixel-wide edges keeping their (smoothed) probabilities, zero elsewhere.")] = False,
+    thin: Annotated[bool, typer.Option("--thin", help="Edges models: after --nms (implied), keep only the edges >= --threshold, morphologically thinned as the benchmark thins each binarised map; they keep their probabilities.")] = False,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="With --thin: the probability at which a pixel is an edge (default 0.5).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars (the one line per image stays).")] = False,
 ) -> None:
     """Predict edges, surface normals or segmentation for your own images with a shipped or trained
     model, e.g. `pixelnet predict --model bsds500-edges photo.jpg --out edges/`. Prints one line per
-    image with the files written; each file appears complete or not at all."""
-    from pixelnet.infer import InferConfig
-    from pixelnet.predict import TileConfig, predict_files
+    image with the files written, then a summary; each file appears complete or not at all."""
+    # Inputs are checked before torch is imported (seconds): a bad file is reported at once.
+    from pixelnet.inputs import OutputConfig, check_request
     from pixelnet.zoo import resolve
 
-    predict_files(resolve(model), images, out, InferConfig(scales=_scales(scales), flip=flip), TileConfig(size=tile), device,
-                  progress=not quiet, on_image=lambda image, paths: typer.echo(f"{image} → {', '.join(map(str, paths))}"))
+    if threshold is not None and not thin:
+        raise ValueError("--threshold applies to --thin only")
+    outputs = OutputConfig(format=fmt, nms=nms or thin, thin=thin, threshold=0.5 if threshold is None else threshold)
+    checkpoint = resolve(model)
+    checked = check_request(checkpoint, images, _scales(scales), outputs, out, recursive)
+
+    from pixelnet.infer import InferConfig
+    from pixelnet.predict import TileConfig, predict_files
+
+    skipped: list[Path] = []
+    written = predict_files(checkpoint, checked, out, InferConfig(scales=checked.scales, flip=flip), TileConfig(size=tile),
+                            device, progress=not quiet, outputs=outputs, skip_existing=skip_existing,
+                            on_image=lambda image, paths: typer.echo(f"{image} → {', '.join(map(str, paths))}"),
+                            on_skip=lambda image, paths: skipped.append(image))
+    noun = "image" if len(written) == 1 else "images"
+    typer.echo(f"{len(written)} {noun} predicted" + (f", {len(skipped)} skipped (outputs exist)" if skip_existing else "")
+               + f" → {out}")
+
+
+@app.command()
+@_friendly
+def export(
+    out: Annotated[Path, typer.Argument(help="The file to write (e.g. edges.onnx); written under a temporary name, then renamed. Not a folder.")],
+    model: Annotated[str, typer.Option("--model", help="A shipped model's name (e.g. bsds500-edges) or the path of a model.pt written by the train stage (any task).")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx (onnxruntime, TensorRT...) or torchscript (torch.jit.load, LibTorch).")] = "onnx",
+) -> None:
+    """Export a model as one graph: (N, 3, H, W) float32 RGB in 0-255 -> the task's activated map
+    (N, K, H, W) at a single scale (edges: sigmoid probabilities), H and W dynamic, e.g.
+    `pixelnet export --model bsds500-edges --format onnx edges.onnx`. Prints what was written."""
+    from pixelnet.zoo import resolve
+
+    if fmt not in ("onnx", "torchscript"):
+        raise ValueError(f"--format must be onnx or torchscript, got {fmt!r}")
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; give the file to write, e.g. {out / ('model.' + ('onnx' if fmt == 'onnx' else 'pt'))}")
+    checkpoint = resolve(model)
+
+    from pixelnet.export import export as export_model
+    from pixelnet.predict import load_model
+
+    net, task, _ = load_model(checkpoint, "cpu")
+    typer.echo(json.dumps(export_model(net, task, out, fmt)))
 
 
 @app.command()

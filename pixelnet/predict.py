@@ -25,15 +25,25 @@ and the overlap:
   more difference. The blended activations, (H, W, K) float32, are held in memory as whole-image
   inference holds them; tiling bounds the trunk's feature maps, the large part.
 
-Outputs per image, written each under a temporary name and renamed (see `write_outputs`):
+Outputs per image, written each under a temporary name and renamed (see `write_outputs`), with
+`OutputConfig.format` png (the default) or npy:
 
 * edges: ``<stem>_edges.png``, 8-bit grey, white edges on black (255 * probability): the
-  convention of BSDS/HED result images and the format ``pixelnet evaluate-edges`` reads.
+  convention of BSDS/HED result images and the format ``pixelnet evaluate-edges`` reads; npy:
+  ``<stem>_edges.npy``, (H, W) float32 probabilities. With `OutputConfig.nms` the map is first
+  thinned by the edges toolbox's NMS exactly as the benchmark runs it (`pixelnet.metrics.nms.edge_nms`
+  with its defaults: one-pixel-wide ridges keeping their smoothed probabilities, zero elsewhere);
+  with `OutputConfig.thin` the ridges >= `threshold` are then thinned as the benchmark thins each
+  binarised map (`pixelnet.metrics.thinning.thin`) and keep their probabilities, the rest is zero.
 * normals: ``<stem>_normals.png`` (RGB = (n + 1) / 2 * 255; x right, y up, z towards the viewer)
-  and ``<stem>_normals.npy``, (H, W, 3) float32 unit vectors.
+  and ``<stem>_normals.npy``, (H, W, 3) float32 unit vectors; npy: the .npy alone.
 * segmentation: ``<stem>_labels.png`` (one channel, the raw class ids), ``<stem>_segmentation.png``
   (the task's palette, PASCAL VOC colours) and ``<stem>_legend.png`` (the classes present, with
-  their colours, names and share of the image).
+  their colours, names and share of the image); npy is refused (the label PNG is lossless).
+
+Every input is checked first by `pixelnet.inputs.check_request` (torch-free, so the CLI runs it
+before importing torch); the output folder is made only then, and removed again if the run fails
+before anything is written into it.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from tqdm import tqdm
 from pixelnet.atomic import atomic_file
 from pixelnet.data.folder import read_image
 from pixelnet.infer import InferConfig, activations
+from pixelnet.inputs import CheckedInputs, OutputConfig, check_request, expand_images
 from pixelnet.model.pixelnet import PixelNet, model_from_checkpoint
 from pixelnet.tasks import TASKS
 from pixelnet.tasks.base import Task
@@ -57,7 +68,8 @@ from pixelnet.tasks.segmentation import palette
 
 MIN_OVERLAP = 32
 SUFFIXES = {"edges": ("_edges.png",), "normals": ("_normals.png", "_normals.npy"),
-            "segmentation": ("_labels.png", "_segmentation.png", "_legend.png")}
+            "segmentation": ("_labels.png", "_segmentation.png", "_legend.png")}  # --format png
+NPY_SUFFIXES = {"edges": ("_edges.npy",), "normals": ("_normals.npy",)}  # --format npy
 
 
 @dataclass(frozen=True)
@@ -189,19 +201,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_inputs(paths: Sequence[Path]) -> list[Path]:
-    """Every input, checked before anything is predicted: it exists, it decodes as an image, and no
-    two share a stem (their outputs would overwrite each other). Errors name the file(s)."""
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise ValueError("no input images given")
-    stems: dict[str, Path] = {}
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: no such file" if not p.exists() else f"{p}: not a file")
-        if p.stem in stems:
-            raise ValueError(f"{stems[p.stem]} and {p}: two inputs named {p.stem!r} would write the same outputs")
-        stems[p.stem] = p
+def check_inputs(paths: Sequence[Path], recursive: bool = False) -> list[Path]:
+    """Every input, checked before anything is predicted: it exists (a folder stands for its images),
+    it decodes as an image, and no two share a stem (their outputs would overwrite each other).
+    Errors name the file(s). Sizes need the model: `pixelnet.inputs.check_request` checks those too."""
+    paths = expand_images(paths, recursive)
     for p in paths:
         read_image(p)  # decodes fully: a truncated or non-image file fails here, before any output
     return paths
@@ -209,8 +213,27 @@ def check_inputs(paths: Sequence[Path]) -> list[Path]:
 
 # ----------------------------------------------------------------------------- outputs
 
-def output_paths(task_name: str, out_dir: Path, stem: str) -> list[Path]:
-    return [Path(out_dir) / f"{stem}{suffix}" for suffix in SUFFIXES[task_name]]
+def output_paths(task_name: str, out_dir: Path, stem: str, format: str = "png") -> list[Path]:
+    suffixes = SUFFIXES if format == "png" else NPY_SUFFIXES
+    if task_name not in suffixes:
+        raise ValueError(f"--format {format}: no {format} output for a {task_name} model")
+    return [Path(out_dir) / f"{stem}{suffix}" for suffix in suffixes[task_name]]
+
+
+def edge_map(edges: np.ndarray, outputs: OutputConfig) -> np.ndarray:
+    """(H, W) edge probabilities -> the (H, W) float32 map to write: as predicted, or thinned as the
+    benchmark thins it (see the module doc)."""
+    if not outputs.nms:
+        return np.clip(edges, 0, 1).astype(np.float32)
+    # Imported here: numba's import and first compile cost seconds that a plain prediction skips.
+    from pixelnet.metrics.nms import edge_nms
+
+    thinned = np.clip(edge_nms(edges), 0, 1)  # (H, W) float64, the defaults the benchmark uses
+    if outputs.thin:
+        from pixelnet.metrics.thinning import thin
+
+        thinned = np.where(thin(thinned >= outputs.threshold), thinned, 0)  # as edges.py binarises: >=
+    return thinned.astype(np.float32)
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
@@ -240,15 +263,23 @@ def legend(labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def write_outputs(task: Task, prediction: np.ndarray, out_dir: Path, stem: str, classes: Sequence[str] = ()) -> list[Path]:
+def write_outputs(task: Task, prediction: np.ndarray, out_dir: Path, stem: str, classes: Sequence[str] = (),
+                  outputs: OutputConfig = OutputConfig()) -> list[Path]:
     """Write one image's prediction (Task.finalize's map) as the files named in the module doc; each
     file appears complete or not at all."""
-    paths = output_paths(task.name, out_dir, stem)
+    paths = output_paths(task.name, out_dir, stem, outputs.format)
     if task.name == "edges":
-        _save_png(paths[0], np.round(np.clip(prediction, 0, 1) * 255).astype(np.uint8))  # (H, W) white on black
+        edges = edge_map(prediction, outputs)  # (H, W) float32 in [0, 1]
+        if outputs.format == "npy":
+            _save_npy(paths[0], edges)
+        else:
+            _save_png(paths[0], np.round(edges * 255).astype(np.uint8))  # (H, W) white on black
     elif task.name == "normals":
-        _save_png(paths[0], task.visualize(prediction))  # (H, W, 3) (n + 1) * 127.5
-        _save_npy(paths[1], prediction.astype(np.float32))  # (H, W, 3)
+        if outputs.format == "npy":
+            _save_npy(paths[0], prediction.astype(np.float32))  # (H, W, 3)
+        else:
+            _save_png(paths[0], task.visualize(prediction))  # (H, W, 3) (n + 1) * 127.5
+            _save_npy(paths[1], prediction.astype(np.float32))  # (H, W, 3)
     elif task.name == "segmentation":
         labels = prediction.astype(np.uint8)  # (H, W) class ids
         _save_png(paths[0], labels)
@@ -259,27 +290,65 @@ def write_outputs(task: Task, prediction: np.ndarray, out_dir: Path, stem: str, 
     return paths
 
 
-def predict_files(checkpoint: Path, images: Sequence[Path], out_dir: Path, infer: InferConfig, tiles: TileConfig,
-                  device: str = "auto", progress: bool = False,
-                  on_image: Callable[[Path, list[Path]], None] | None = None) -> dict[Path, list[Path]]:
+def _missing_dirs(folder: Path) -> list[Path]:
+    """The folders that mkdir(parents=True) would create for `folder`, outermost first."""
+    missing = []
+    for d in (folder, *folder.parents):
+        if d.exists():
+            break
+        missing.append(d)
+    return missing[::-1]
+
+
+def predict_files(checkpoint: Path, images: Sequence[Path] | CheckedInputs, out_dir: Path, infer: InferConfig,
+                  tiles: TileConfig, device: str = "auto", progress: bool = False,
+                  on_image: Callable[[Path, list[Path]], None] | None = None,
+                  outputs: OutputConfig = OutputConfig(), recursive: bool = False, skip_existing: bool = False,
+                  on_skip: Callable[[Path, list[Path]], None] | None = None) -> dict[Path, list[Path]]:
     """Predict every image with the checkpoint's task and write its outputs into out_dir.
 
+    `images` are paths (folders stand for their images, see `pixelnet.inputs`), or what
+    `check_request` returned for this checkpoint, scales and outputs (then they are not read twice).
     The model, the tile plan, the output folder and every input are checked before anything is
-    predicted or written; `on_image(image, written)` is called after each image's files are in place.
+    predicted or written, and out_dir is made only then; if the run fails, folders it made that are
+    still empty are removed (completed files stay: each is written atomically). With
+    `skip_existing`, an image whose output files all exist is not predicted: `on_skip(image, files)`
+    instead of `on_image(image, written)`, which is called after each image's files are in place.
+    A progress bar over the images goes to stderr with `progress`; `on_image` may print meanwhile.
     """
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    checked = images if isinstance(images, CheckedInputs) else None
+    if checked is None or (checked.model, checked.scales, checked.outputs) != (checkpoint, tuple(infer.scales), outputs):
+        checked = check_request(checkpoint, images if checked is None else checked.images, infer.scales, outputs,
+                                out_dir, recursive)
     dev = resolve_device(device)
-    model, task, classes = load_model(Path(checkpoint), dev)
+    model, task, classes = load_model(checkpoint, dev)
     if tiles.size:
         tiles.plan(deepest_stride(model))  # a tile too small for this model fails before any work
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir}: exists and is not a folder")
-    paths = check_inputs(images)
+    made = _missing_dirs(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[Path, list[Path]] = {}
-    for path in paths:
-        prediction = predict_image(model, task, read_image(path), infer, tiles, dev, progress)
-        written[path] = write_outputs(task, prediction, out_dir, path.stem, classes)
-        if on_image is not None:
-            on_image(path, written[path])
+    bar = tqdm(total=len(checked.images), desc="predict", unit="img", disable=not progress)
+    try:
+        for path in checked.images:
+            targets = output_paths(task.name, out_dir, path.stem, outputs.format)
+            if skip_existing and all(t.is_file() for t in targets):
+                if on_skip is not None:
+                    with tqdm.external_write_mode():  # the bar steps aside while the caller prints
+                        on_skip(path, targets)
+                bar.update()
+                continue
+            prediction = predict_image(model, task, read_image(path), infer, tiles, dev, progress)
+            written[path] = write_outputs(task, prediction, out_dir, path.stem, classes, outputs)
+            if on_image is not None:
+                with tqdm.external_write_mode():
+                    on_image(path, written[path])
+            bar.update()
+    except BaseException:  # also Ctrl-C: leave no empty folder behind, then fail as before
+        for d in reversed(made):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        raise
+    finally:
+        bar.close()
     return written

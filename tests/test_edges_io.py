@@ -184,16 +184,16 @@ def test_pairing_by_stem(tiny_set: tuple[Path, Path], caplog: pytest.LogCaptureF
     (pred_dir / "extra.png").write_bytes(b"")
     (pred_dir / "notes.txt").write_text("not a prediction")
     pairs, extra = pair_files(pred_dir, gt_dir)
-    assert [p.name for p in pairs] == ["img0", "img1", "img2"] and extra == 1
+    assert [p.name for p in pairs] == ["img0", "img1", "img2"] and extra == [pred_dir / "extra.png"]
     with caplog.at_level(logging.WARNING):
         evaluate_directory(pred_dir, gt_dir, pred_dir.parent / "out", BoundaryConfig(thresholds=3), progress=False)
-    assert "1 prediction file(s)" in caplog.text
+    assert "1 prediction file(s)" in caplog.text and "extra.png" in caplog.text
     np.save(pred_dir / "img1.npy", np.zeros((H, W)))
-    with pytest.raises(ValueError, match="ambiguous"):
+    with pytest.raises(ValueError, match=r"img1\.npy and .*img1\.png are both predictions of image img1"):
         pair_files(pred_dir, gt_dir)
     (pred_dir / "img1.npy").unlink()
     (pred_dir / "img2.png").unlink()
-    with pytest.raises(ValueError, match="missing prediction .*img2.png"):
+    with pytest.raises(ValueError, match=r"no prediction for 1 of 3 ground-truth images in .*: img2 \(expected"):
         pair_files(pred_dir, gt_dir)
 
 
@@ -280,7 +280,7 @@ def test_cli_evaluate_edges(tiny_set: tuple[Path, Path], tmp_path: Path) -> None
 def test_cli_help_documents_every_option() -> None:
     text = _ok(["evaluate-edges", "--help"])
     for option in ["--predictions", "--ground-truth", "--out", "--thresholds", "--nms", "--no-nms", "--thin",
-                   "--no-thin", "--max-dist", "--workers", "--quiet"]:
+                   "--no-thin", "--max-dist", "--workers", "--subset", "--quiet"]:
         assert option in text
     assert "evaluate-edges" in _ok(["--help"])
 
@@ -302,6 +302,102 @@ def test_cli_bad_input_is_one_line_and_exit_2(tiny_set: tuple[Path, Path], tmp_p
     assert not out.exists()
 
 
+# ----------------------------------------------------------------------- predict's files, --subset, NMS by default
+
+def _evaluate(pred_dir: Path, gt_dir: Path, out: Path, *extra: object) -> tuple[str, dict]:
+    """`evaluate-edges` through Typer at 5 thresholds: its output and metrics.json."""
+    text = _ok(["evaluate-edges", "--predictions", pred_dir, "--ground-truth", gt_dir, "--out", out,
+                "--thresholds", 5, *extra, "--quiet"])
+    return text, json.loads((out / "metrics.json").read_text())
+
+
+def _fail(pred_dir: Path, gt_dir: Path, out: Path, *extra: object) -> str:
+    """`evaluate-edges` that must fail: one line, exit 2, nothing written; that line."""
+    result = runner.invoke(app, ["evaluate-edges", "--predictions", str(pred_dir), "--ground-truth", str(gt_dir),
+                                 "--out", str(out), *map(str, extra), "--quiet"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and not out.exists()
+    return lines[0]
+
+
+def _more_ground_truth(gt_dir: Path, ids: range) -> None:
+    """Ground truth for images that have no prediction: copies of img0's."""
+    for i in ids:
+        (gt_dir / f"img{i}.mat").write_bytes((gt_dir / "img0.mat").read_bytes())
+
+
+def test_reads_predict_edges_suffix_as_written(tiny_set: tuple[Path, Path], tmp_path: Path) -> None:
+    """`pixelnet predict` writes <id>_edges.png (or _edges.npy): paired with <id>.mat, scored the same."""
+    pred_dir, gt_dir = tiny_set
+    tagged = tmp_path / "tagged"
+    tagged.mkdir()
+    for p in sorted(pred_dir.glob("*.png")):
+        if p.stem == "img1":  # float32 probabilities, as `predict --format npy` writes them
+            np.save(tagged / "img1_edges.npy", (np.asarray(Image.open(p)) / 255.0).astype(np.float32))
+        else:
+            (tagged / f"{p.stem}_edges.png").write_bytes(p.read_bytes())
+    pairs, extra = pair_files(tagged, gt_dir)
+    assert [(p.name, p.prediction.name) for p in pairs] == [
+        ("img0", "img0_edges.png"), ("img1", "img1_edges.npy"), ("img2", "img2_edges.png")] and extra == []
+    _, plain = _evaluate(pred_dir, gt_dir, tmp_path / "plain")
+    _, ours = _evaluate(tagged, gt_dir, tmp_path / "ours")
+    assert [r["image"] for r in ours["per_image"]] == ["img0", "img1", "img2"]
+    for a, b in zip(ours["per_image"], plain["per_image"], strict=True):
+        assert a["f"] == pytest.approx(b["f"], abs=1e-6)
+
+
+def test_two_files_of_one_id_is_an_error_naming_both(tiny_set: tuple[Path, Path], tmp_path: Path) -> None:
+    pred_dir, gt_dir = tiny_set
+    (pred_dir / "img0_edges.png").write_bytes((pred_dir / "img0.png").read_bytes())
+    line = _fail(pred_dir, gt_dir, tmp_path / "out")
+    assert "img0.png" in line and "img0_edges.png" in line and "image img0" in line
+
+
+def test_missing_predictions_are_named_and_counted(tiny_set: tuple[Path, Path], tmp_path: Path) -> None:
+    pred_dir, gt_dir = tiny_set
+    _more_ground_truth(gt_dir, range(3, 9))  # img3..img8 have no prediction
+    line = _fail(pred_dir, gt_dir, tmp_path / "out")
+    assert "no prediction for 6 of 9 ground-truth images" in line
+    assert "img3, img4, img5, img6, img7, ... (1 more)" in line and "--subset" in line
+    assert "img0" not in line and "img8" not in line  # only the first few missing ones, then a count
+
+
+def test_subset_scores_only_those_present_and_says_so(tiny_set: tuple[Path, Path], tmp_path: Path) -> None:
+    pred_dir, gt_dir = tiny_set
+    text, full = _evaluate(pred_dir, gt_dir, tmp_path / "full")  # all three, before the extra ground truth
+    assert "scored" not in text
+    text, _ = _evaluate(pred_dir, gt_dir, tmp_path / "all", "--subset")
+    assert "scored 3 of 3 ground-truth images (--subset)" in text
+    _more_ground_truth(gt_dir, range(3, 9))
+    text, sub = _evaluate(pred_dir, gt_dir, tmp_path / "sub", "--subset")
+    assert "scored 3 of 9 ground-truth images (--subset)" in text and "(3 images)" in text
+    assert sub["images"] == 3 and sub["per_image"] == full["per_image"] and sub["ods"] == full["ods"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "photo_edges.png").write_bytes((pred_dir / "img0.png").read_bytes())
+    line = _fail(other, gt_dir, tmp_path / "none", "--subset")
+    assert "no prediction matches any of the 9 ground-truth images" in line
+
+
+def test_nms_is_the_cli_default(tmp_path: Path) -> None:
+    """On a thick (blurred) map NMS matters: the default scores what --nms scores, not --no-nms."""
+    from scipy.ndimage import gaussian_filter
+
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    maps = _boundaries(0, 4)
+    _save_gt(gt_dir / "img0.mat", maps)
+    thick = gaussian_filter(np.mean(maps, axis=0), 1.5)  # ridges several pixels wide
+    Image.fromarray(np.round(thick / thick.max() * 255).astype(np.uint8)).save(pred_dir / "img0_edges.png")
+    runs = {flag: _evaluate(pred_dir, gt_dir, tmp_path / (flag or "default"), *([flag] if flag else []))[1]
+            for flag in ("", "--nms", "--no-nms")}
+    assert runs[""]["nms"] is True and runs["--nms"]["nms"] is True and runs["--no-nms"]["nms"] is False
+    assert runs[""]["per_image"] == runs["--nms"]["per_image"] and runs[""]["ap"] == runs["--nms"]["ap"]
+    assert runs[""]["per_image"] != runs["--no-nms"]["per_image"] and runs[""]["ap"] != runs["--no-nms"]["ap"]
+
+
 # ----------------------------------------------------------------------------- the official test case
 
 def _max_diff(ours: dict[str, np.ndarray], official: dict[str, np.ndarray]) -> float:
@@ -317,7 +413,7 @@ def test_reproduces_the_official_benchmark(tmp_path: Path, folder: str, official
     """Every ODS / OIS / AP figure, per-threshold and per-image best within 0.002 of MATLAB's."""
     out = tmp_path / "report"
     _ok(["evaluate-edges", "--predictions", BENCH / folder, "--ground-truth", BENCH / "groundTruth", "--out", out,
-         "--thresholds", 5, "--workers", workers, "--quiet"])
+         "--thresholds", 5, "--no-nms", "--workers", workers, "--quiet"])  # the official benchmark has no NMS
     ours, theirs = read_official(out), read_official(BENCH / official)
     diff = _max_diff(ours, theirs)
     print(f"{folder} vs {official}: max abs diff {diff:.6f}")

@@ -98,8 +98,8 @@ def test_a_bad_input_fails_first_and_nothing_is_written_then_the_good_ones_predi
 
     result = runner.invoke(app, ["predict", "--model", str(model), *map(str, good), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 4
+    *lines, summary = result.stdout.strip().splitlines()
+    assert len(lines) == 4 and summary == f"4 images predicted → {out}"
     for path, line in zip(good, lines):
         h, w = dict(inputs.values())[path]
         png, npy = out / f"{path.stem}_normals.png", out / f"{path.stem}_normals.npy"

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from pixelnet.atomic import atomic_dir
 
 NAME = "folder"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_NUMERIC_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # one channel beyond 8 bits: scaled by read_image
 SPLITS = ("train", "val", "test")
 
 
@@ -65,27 +67,62 @@ def _target(root: Path, kind: str, split: str, stem: str) -> Path | None:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from any image PIL reads, as it is displayed; names the file on failure.
+    """(H, W, 3) uint8 RGB from any single image PIL reads, as it is displayed; names the file on failure.
 
     EXIF orientation is applied (a phone's portrait JPEG comes out upright). Grey is repeated into
     three channels; alpha is dropped (the stored colour is kept, not composited on a background).
-    16-bit grey is scaled by its full range, 65535 -> 255, so every image of a set gets the same
-    mapping (16-bit RGB PNGs PIL already reduces to 8 bits); 32-bit integer images are read as
-    16-bit when their values fit, else scaled by their maximum.
+    Values beyond 8 bits, one rule per kind, the same for every image of a set:
+
+    * 16-bit grey (mode I;16) is scaled by its full range, 65535 -> 255 (16-bit RGB PNGs PIL
+      already reduces to 8 bits);
+    * 32-bit integer grey (mode I): values up to 255 are used as they are, else scaled like 16-bit
+      when they fit, else by their maximum; negative values become 0;
+    * 32-bit float grey (mode F, e.g. a float TIFF): values in [0, 1] are scaled by 255, values in
+      [0, 255] with a maximum above 1 are used as they are; negative, larger or non-finite values
+      are refused (ValueError naming the file and the range found), as there is no safe guess.
+
+    Multi-frame files (an animated GIF or PNG, a multi-page TIFF) are refused: which frame is
+    meant is the user's call. An MPO (a camera JPEG carrying previews as extra frames) is read as
+    its primary image, as every viewer shows it. Truncated or non-image files fail with one line.
     """
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im).astype(np.float64)  # (H, W)
-                top = float(arr.max(initial=0))
-                if im.mode != "I" or top > 255:
-                    arr = arr / (65535.0 if top <= 65535 else top) * 255
-                arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)  # (H, W, 3)
-            return np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{path}: not a readable image ({err})") from err
+    frames, mode, arr = 1, "", np.zeros(0)
+    # PIL warns before some failures (a truncated TIFF): held back, so that a failure is one line,
+    # and passed on, naming the file, when the image reads after all (e.g. "Corrupt EXIF data").
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with Image.open(path) as im:
+                frames = 1 if im.format == "MPO" else getattr(im, "n_frames", 1)
+                if frames == 1:
+                    im = ImageOps.exif_transpose(im)
+                    mode = im.mode
+                    arr = np.array(im if mode in _NUMERIC_GREY else im.convert("RGB"))  # (H, W) or (H, W, 3), writable
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"{path}: not a readable image ({reason})") from err
+    for w in caught:
+        warnings.warn(f"{path}: {w.message}", w.category, stacklevel=2)
+    if frames > 1:
+        raise ValueError(f"{path}: {frames} frames; pixelnet reads single images (extract the frame you want first)")
+    if mode not in _NUMERIC_GREY:
+        return arr  # (H, W, 3) uint8
+    arr = arr.astype(np.float64)  # (H, W)
+    if mode == "F":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{path}: float image with {int((~np.isfinite(arr)).sum())} non-finite pixels (NaN or inf); "
+                             f"pixelnet reads float images in [0, 1] (scaled by 255) or [0, 255]")
+        lo, top = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if lo < 0 or top > 255:
+            raise ValueError(f"{path}: float image with values in [{lo:g}, {top:g}]; pixelnet reads float images "
+                             f"in [0, 1] (scaled by 255) or [0, 255] (used as they are)")
+        if top <= 1:
+            arr = arr * 255
+    else:
+        top = float(arr.max(initial=0))
+        if mode != "I" or top > 255:
+            arr = arr / (65535.0 if top <= 65535 else top) * 255
+    arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+    return np.repeat(arr[..., None], 3, axis=2)  # (H, W, 3)
 
 
 def read_label_png(path: Path) -> np.ndarray:

@@ -40,6 +40,9 @@ from pixelnet.metrics.published import load_published
 log = logging.getLogger(__name__)
 
 PREDICTION_SUFFIXES = (".png", ".npy", ".mat")
+# `pixelnet predict` writes <id>_edges.png (or, with --format npy, <id>_edges.npy): read as <id>.
+PREDICT_TAG, PREDICT_TAG_SUFFIXES = "_edges", (".png", ".npy")
+_NAMED = 5  # ids named in a "missing" or "no ground truth" message before "..."
 OFFICIAL_FILES = ("eval_bdry.txt", "eval_bdry_img.txt", "eval_bdry_thr.txt")
 # The exact printf formats of collect_eval_bdry.m.
 _SUMMARY_FMT = " ".join(["%10g"] * 8) + "\n"  # T, ODS R P F, OIS R P F, AP
@@ -175,40 +178,68 @@ def read_prediction(path: Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ImagePair:
-    """One benchmark image: its name (the file stem), prediction file and ground-truth file."""
+    """One benchmark image: its name (the ground truth's stem), prediction file and ground-truth file."""
 
     name: str
     prediction: Path
     ground_truth: Path
 
 
-def pair_files(predictions: Path, ground_truth: Path) -> tuple[list[ImagePair], int]:
-    """One prediction per ground-truth `.mat`, by stem, in the official (sorted) order.
+def prediction_id(path: Path) -> str:
+    """The image id a prediction file stands for: its stem, less a trailing `_edges` on a `.png`
+    or `.npy` (as `pixelnet predict` names them), so `3096.png` and `3096_edges.png` are both 3096."""
+    path = Path(path)
+    if path.suffix.lower() in PREDICT_TAG_SUFFIXES and path.stem.endswith(PREDICT_TAG) and path.stem != PREDICT_TAG:
+        return path.stem[: -len(PREDICT_TAG)]
+    return path.stem
 
-    Returns the pairs and how many prediction files have no ground truth (ignored).
-    """
-    predictions, ground_truth = Path(predictions), Path(ground_truth)
-    for folder, what in ((predictions, "predictions"), (ground_truth, "ground truth")):
-        if not folder.is_dir():
-            raise ValueError(f"{folder}: {what} folder does not exist")
+
+def ground_truth_files(ground_truth: Path) -> list[Path]:
+    """Every ground-truth `.mat` of a folder, in the official (sorted) order."""
+    ground_truth = Path(ground_truth)
+    if not ground_truth.is_dir():
+        raise ValueError(f"{ground_truth}: ground truth folder does not exist")
     gts = sorted(p for p in ground_truth.iterdir() if p.suffix.lower() == ".mat" and p.is_file())
     if not gts:
         raise ValueError(f"{ground_truth}: no ground-truth .mat files")
-    by_stem: dict[str, list[Path]] = {}
+    return gts
+
+
+def _named(items: list[str]) -> str:
+    """The first few of `items`, comma-separated, then how many more."""
+    more = f", ... ({len(items) - _NAMED} more)" if len(items) > _NAMED else ""
+    return ", ".join(items[:_NAMED]) + more
+
+
+def pair_files(predictions: Path, ground_truth: Path, subset: bool = False) -> tuple[list[ImagePair], list[Path]]:
+    """One prediction per ground-truth `.mat`, by image id (see `prediction_id`), in the official
+    (sorted) order. Every ground-truth image must have one, unless `subset`: then only those that
+    do are paired (at least one must). Two files of one id are an error naming both.
+
+    Returns the pairs and the prediction files that have no ground truth (ignored).
+    """
+    predictions = Path(predictions)
+    if not predictions.is_dir():
+        raise ValueError(f"{predictions}: predictions folder does not exist")
+    gts = ground_truth_files(ground_truth)
+    by_id: dict[str, Path] = {}
     for p in sorted(predictions.iterdir()):
         if p.suffix.lower() in PREDICTION_SUFFIXES and p.is_file():
-            by_stem.setdefault(p.stem, []).append(p)
-    pairs = []
-    for gt in gts:
-        found = by_stem.pop(gt.stem, [])
-        if not found:
-            expected = predictions / f"{gt.stem}.png"
-            raise ValueError(f"missing prediction {expected} (or .npy / .mat) for ground truth {gt}")
-        if len(found) > 1:
-            others = ", ".join(str(p) for p in found[1:])
-            raise ValueError(f"{found[0]}: ambiguous prediction for {gt}, also {others}")
-        pairs.append(ImagePair(gt.stem, found[0], gt))
-    return pairs, sum(len(v) for v in by_stem.values())
+            key = prediction_id(p)
+            if key in by_id:
+                raise ValueError(f"{by_id[key]} and {p} are both predictions of image {key}: keep one")
+            by_id[key] = p
+    missing = [gt.stem for gt in gts if gt.stem not in by_id]
+    pairs = [ImagePair(gt.stem, by_id.pop(gt.stem), gt) for gt in gts if gt.stem in by_id]
+    if missing and not subset:
+        raise ValueError(
+            f"{predictions}: no prediction for {len(missing)} of {len(gts)} ground-truth images in {ground_truth}: "
+            f"{_named(missing)} (expected <id>.png, <id>_edges.png, .npy or .mat; --subset scores only those present)"
+        )
+    if not pairs:
+        raise ValueError(
+            f"{predictions}: no prediction matches any of the {len(gts)} ground-truth images in {ground_truth}")
+    return pairs, sorted(by_id.values())
 
 
 def load_pair(pair: ImagePair) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -344,17 +375,20 @@ def evaluate_directory(
     workers: int = 1,
     progress: bool = True,
     published: bool = False,
+    subset: bool = False,
 ) -> BoundaryResult:
     """Benchmark a folder of edge maps against a folder of BSDS `.mat` ground truth.
 
     Writes the official eval_bdry*.txt files, metrics.json and pr_curve.png into `out`; with
-    `published`, the PR plot also draws other detectors' published BSDS500 test curves.
+    `published`, the PR plot also draws other detectors' published BSDS500 test curves. With
+    `subset`, only the ground-truth images that have a prediction are scored (see `pair_files`).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    pairs, extra = pair_files(predictions, ground_truth)
+    pairs, extra = pair_files(predictions, ground_truth, subset)
     if extra:
-        log.warning("%d prediction file(s) in %s have no ground truth and are ignored", extra, predictions)
+        log.warning("%d prediction file(s) in %s have no ground truth in %s and are ignored: %s", len(extra),
+                    predictions, ground_truth, _named([p.name for p in extra]))
     for pair in pairs:  # every file checked before the slow part: fail in seconds, not hours
         load_pair(pair)
     counts = _all_counts([_Job(p, config, nms) for p in pairs], workers, progress)

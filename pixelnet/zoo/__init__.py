@@ -18,10 +18,13 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from pixelnet.model.pixelnet import load_checkpoint
+# torch is imported inside machine() and ship() only: `resolve` serves `pixelnet predict`, which
+# checks its inputs (pixelnet.zoo.header) before paying the seconds that importing torch takes.
 
 ZOO = Path(__file__).resolve().parent
 WEIGHTS = "model.pt"
@@ -47,6 +50,8 @@ def resolve(model: str | Path) -> Path:
 
 def machine() -> dict:
     """What the weights were made on, for the model card: CPU model, cores, OS, torch."""
+    import torch
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -63,6 +68,8 @@ def machine() -> dict:
 
 def _compact(tensor: torch.Tensor) -> torch.Tensor:
     """float16 when every value stays finite (and nonzero values stay nonzero), else the tensor as it is."""
+    import torch
+
     if not tensor.is_floating_point() or tensor.dtype == torch.float16:
         return tensor
     half = tensor.half()
@@ -77,6 +84,10 @@ def ship(checkpoint: Path, out: Path) -> dict:
     Keeps the model, its config, task, classes and training summary; drops nothing a prediction
     needs and everything it does not (optimizer, RNG, logs). Returns a short description.
     """
+    import torch
+
+    from pixelnet.model.pixelnet import load_checkpoint
+
     state = load_checkpoint(Path(checkpoint))
     if "task" not in state:
         raise ValueError(f"{checkpoint}: not a train-stage model.pt (it names no task)")
