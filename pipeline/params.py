@@ -49,7 +49,7 @@ class TaskParams:
 class EvalParams:
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
-    chunk_pixels: int = 65536
+    chunk_pixels: int = 8192
     thresholds: int = 99
     max_dist: float = 0.0075
     thin: bool = True

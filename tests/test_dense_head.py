@@ -58,7 +58,7 @@ def test_dense_head_reads_the_sampler_positions_at_any_coordinates():
     model = _model("fc7-two-hidden", 2)
     image = torch.randint(0, 256, (1, 3, 64, 96), dtype=torch.uint8)
     xs = torch.tensor([0.0, 3.7, 95.0, 40.25, -0.4, 12.0])
-    ys = torch.tensor([-0.5, 2.5, 30.0, 63.2])  # rows must not decrease
+    ys = torch.tensor([-0.5, 30.0, 2.5, 63.2])  # any order
     with torch.no_grad():
         feats = model.features(image)
         dense = dense_head(model.head, feats, model.strides, xs, ys, band_pixels=7)  # (4, 6, 2)

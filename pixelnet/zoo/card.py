@@ -82,7 +82,8 @@ def render(name: str, weights: Path, single: Path, multi: Path, dataset: Path, p
         f"# `{name}`: PixelNet edges, trained from scratch on BSDS500 on a 2-core CPU",
         "",
         "```bash",
-        f"uv run pixelnet predict --model {name} photo.jpg --out edges/   # writes edges/photo_edges.png",
+        f"uv run pixelnet predict --model {name} photo.jpg --out edges/         # edges/photo_edges.png: probabilities",
+        f"uv run pixelnet predict --model {name} photo.jpg --out thin/ --nms   # one-pixel-wide edges (the benchmark's NMS)",
         "```",
         "",
         "## What it is",
@@ -96,7 +97,9 @@ def render(name: str, weights: Path, single: Path, multi: Path, dataset: Path, p
         f"{'flips, ' if augment.get('flip') else ''}rotation ±{augment.get('rotate')}°).",
         "",
         "Use it for: natural-image boundary maps (BSDS-style, white edges on black, 0–255 = probability); "
-        "thinned edges come from `pixelnet evaluate-edges --nms` or any edges-toolbox NMS. Not for: "
+        "`predict --nms` writes them thinned by the edges toolbox's NMS, as the benchmark scores them "
+        f"(`--thin` also binarises and thins them); in Python, `model = pixelnet.load(\"{name}\")`, then "
+        "`edges = model(image)` and `model.nms(edges)`. Not for: "
         "anything needing ImageNet-trained quality (HED, RCF and PixelNet-ImageNet are better, below).",
         "",
         "## Metrics: all 200 BSDS500 test images",
