@@ -12,17 +12,21 @@ report regenerates from the repository, and a test checks it does.
   collect  finished experiments (`dvc exp show --json`) → reports/ablations/arms/<table>/<arm>.json
   render   those files → reports/ablations/README.md and plots, each table ours beside the paper's
 
-The package: `grid` (the tables and arms), `experiments` (DVC's queue and `collect`), `report`
-(`render`) and `cli` (the Typer sub-app).
+The package: `grid` (the tables and arms), `experiments` (DVC's queue and `collect`), `verdicts`
+(failed runs, means over seeds, noise-widened tolerances, the verdicts), `report` (`render`),
+`plots` (its pictures) and `cli` (the Typer sub-app).
 """
 
 from pipeline.ablations import experiments
 from pipeline.ablations.cli import ablations_app
-from pipeline.ablations.experiments import collect_arms, load_experiments, plan_queue, queue_argv, read_experiments
-from pipeline.ablations.grid import (ARMS, GRID, REPORT, AblationError, Grid, apply_overrides, budget_of, load_grid,
-                                     parse_override)
-from pipeline.ablations.report import judge, load_arm_files, render_report
+from pipeline.ablations.experiments import (backfill_evaluation, collect_arms, load_experiments, plan_queue, queue_argv,
+                                            read_experiments)
+from pipeline.ablations.grid import (ARMS, GRID, REPORT, AblationError, Grid, apply_overrides, budget_of, evaluation_of,
+                                     load_grid, parse_override)
+from pipeline.ablations.report import load_arm_files, render_report
+from pipeline.ablations.verdicts import BASELINE_CHECKS, baseline_check, judge, results, verdict
 
-__all__ = ["ARMS", "GRID", "REPORT", "AblationError", "Grid", "ablations_app", "apply_overrides", "budget_of",
-           "collect_arms", "experiments", "judge", "load_arm_files", "load_experiments", "load_grid",
-           "parse_override", "plan_queue", "queue_argv", "read_experiments", "render_report"]
+__all__ = ["ARMS", "BASELINE_CHECKS", "GRID", "REPORT", "AblationError", "Grid", "ablations_app", "apply_overrides",
+           "backfill_evaluation", "baseline_check", "budget_of", "collect_arms", "evaluation_of", "experiments", "judge",
+           "load_arm_files", "load_experiments", "load_grid", "parse_override", "plan_queue", "queue_argv",
+           "read_experiments", "render_report", "results", "verdict"]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from pipeline.ablations.grid import ARMS, AblationError, GRID, REPORT, load_grid
-from pipeline.ablations.experiments import collect_arms, load_experiments, plan_queue
+from pipeline.ablations.experiments import backfill_evaluation, collect_arms, load_experiments, plan_queue
 from pipeline.ablations.report import render_report
 from pipeline.ablations import experiments
 
@@ -93,10 +93,15 @@ def collect(
     arms: ArmsOpt = ARMS,
     exp_json: ExpJsonOpt = None,
     curves: Annotated[bool, typer.Option("--curves/--no-curves", help="Also copy each arm's train_loss.csv (and edges' eval_bdry_thr.txt) from its experiment commit, for the plots.")] = True,
+    backfill_evaluation_: Annotated[bool, typer.Option("--backfill-evaluation", help="Read no experiment: give the committed arm files that lack them their evaluation settings, from params.yaml at their baseline commit with their overrides (checked against their budget).")] = False,
 ) -> None:
     """Write reports/ablations/arms/<table>/<arm>.json for every finished arm: its overrides (checked
-    against the experiment's params), budget, metrics and experiment rev. Commit them."""
+    against the experiment's params), budget, evaluation settings, metrics, sampling summary and
+    experiment rev; a run below its task's trivial baseline is flagged FAILED. Commit them."""
     g = load_grid(grid)
+    if backfill_evaluation_:
+        typer.echo("\n".join(backfill_evaluation(g.select(tables), arms)))
+        return
     typer.echo("\n".join(collect_arms(g.select(tables), load_experiments(exp_json), arms, curves)))
 
 

@@ -1,6 +1,7 @@
 """DVC's side of the grid: reading `dvc exp show --json`, each arm's state (collected, finished,
 queued, running, dead after a killed queue, failed, missing), the `dvc exp run --queue` commands
-for the unfinished arms, and collecting finished arms into committed per-arm JSON files."""
+for the unfinished arms, and collecting finished arms into committed per-arm JSON files (with the
+evaluation settings and the sampling summary each arm ran with)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import yaml
 
 from pixelnet.atomic import atomic_write_text
 
-from pipeline.ablations.grid import AblationError, Arm, Grid, Table, apply_overrides, budget_of, lookup, override_mismatch
+from pipeline.ablations.grid import (AblationError, Arm, Grid, Table, apply_overrides, budget_of, evaluation_of,
+                                     evaluation_text, lookup, override_mismatch)
+from pipeline.ablations.verdicts import baseline_check
 
 @dataclass(frozen=True)
 class ExpRecord:
@@ -148,9 +151,9 @@ def queue_argv(arm: Arm, extra: tuple[str, ...] = ()) -> list[str]:
     return ["dvc", "exp", "run", "--queue", "-n", arm.experiment, *sets, arm.target]
 
 
-def _budget_line(b: dict) -> str:
+def _budget_line(b: dict, ev: dict) -> str:
     return (f"{b['iterations']:,} steps, N {b['pixels_per_image']:,} × M {b['images_per_batch']} = "
-            f"{b['pixels_per_batch']:,} pixels a step, crop {b['crop']}")
+            f"{b['pixels_per_batch']:,} pixels a step, crop {b['crop']}; scored at {evaluation_text(ev)}")
 
 
 def plan_queue(grid: Grid, tables: tuple[Table, ...], experiments: dict[str, list[ExpRecord]], arms: Path,
@@ -195,7 +198,7 @@ def plan_queue(grid: Grid, tables: tuple[Table, ...], experiments: dict[str, lis
             if state in ("dead", "failed"):
                 steps.append(["dvc", "queue", "remove", arm.experiment])
             steps.append(queue_argv(arm, extra))
-            lines.append(f"{arm.key:28s} {state:9s} → queue: {_budget_line(budget)}")
+            lines.append(f"{arm.key:28s} {state:9s} → queue: {_budget_line(budget, evaluation_of(params, where))}")
             lines.extend(f"    {shlex.join(step)}" for step in steps)
             plans.append(steps)
     return lines, plans
@@ -236,17 +239,64 @@ def collect_arms(tables: tuple[Table, ...], experiments: dict[str, list[ExpRecor
             doc = {"table": table.id, "arm": arm.name, "row": arm.row, "task": arm.task, "target": arm.target,
                    "experiment": arm.experiment, "rev": rec.rev, "baseline_rev": rec.baseline,
                    "timestamp": rec.timestamp, "overrides": list(arm.overrides), "sources": sources,
-                   "budget": budget_of(rec.params, arm.task, where), "metrics_file": arm.metrics_file,
-                   "metrics": rec.metrics[arm.metrics_file]}
+                   "budget": budget_of(rec.params, arm.task, where), "evaluation": evaluation_of(rec.params, where),
+                   "metrics_file": arm.metrics_file, "metrics": rec.metrics[arm.metrics_file]}
+            if arm.sampling_file in rec.metrics:  # the plan as drawn: e.g. the share of positives per stratum
+                doc["sampling"] = rec.metrics[arm.sampling_file]
             docs.append((table, arm, rec, doc))
     for table, arm, rec, doc in docs:
         path = arm_file(arms, arm)
         atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
         model = doc["metrics"].get("model", {})
         got = ", ".join(f"{m} {model.get(m)!r}" for m in sorted({table.column(c).metric for c in arm.columns}))
-        lines.append(f"{arm.key:28s} collected rev {rec.rev[:7]} → {path} ({got})")
+        check = baseline_check(arm.task, doc["metrics"])
+        flag = f"; FAILED: {check.text}" if check.state == "failed" else ""
+        lines.append(f"{arm.key:28s} collected rev {rec.rev[:7]} → {path} ({got}{flag})")
         if curves:
             lines.extend(_copy_curves(arm, rec.rev, path.parent))
+    return lines
+
+
+def backfill_evaluation(tables: tuple[Table, ...], arms: Path) -> list[str]:
+    """Arm files collected before `collect` recorded the evaluation settings get them from params.yaml
+    at the arm's baseline commit (`git show`) with the arm's overrides and data sources applied: the
+    params.yaml DVC wrote for the experiment. The budget read back the same way must equal the file's;
+    every arm is checked before any file is written. Reads no experiment."""
+    base: dict[str, dict] = {}
+    todo: list[tuple[Arm, Path, dict]] = []
+    lines: list[str] = []
+    for table in tables:
+        for arm in table.all_arms:
+            path = arm_file(arms, arm)
+            if not path.is_file():
+                continue
+            doc = _read_json(path)
+            if "evaluation" in doc:
+                lines.append(f"{arm.key:28s} has its evaluation settings; kept")
+                continue
+            rev = doc.get("baseline_rev")
+            if not isinstance(rev, str) or not rev:
+                raise AblationError(f"{path}: no baseline_rev to read params.yaml from")
+            if rev not in base:
+                text = _run(["git", "show", f"{rev}:params.yaml"]).stdout
+                try:
+                    base[rev] = yaml.safe_load(text)
+                except yaml.YAMLError as err:
+                    raise AblationError(f"params.yaml at {rev[:7]}: not valid YAML ({err})") from None
+            where = f"{path} (params.yaml at {rev[:7]} with its overrides)"
+            sources = tuple(f"data.{k}.source={v}" for k, v in sorted((doc.get("sources") or {}).items()))
+            params = apply_overrides(base[rev], tuple(doc["overrides"]) + sources, where)
+            budget = budget_of(params, arm.task, where)
+            if json.dumps(budget, sort_keys=True) != json.dumps(doc.get("budget"), sort_keys=True):
+                differ = sorted(k for k in budget if json.dumps(budget[k]) != json.dumps((doc.get("budget") or {}).get(k)))
+                raise AblationError(f"{where}: the budget read back differs from the file's in {', '.join(differ)}: "
+                                    f"these are not the params the arm ran with; nothing written")
+            doc["evaluation"] = {**evaluation_of(params, where), "from": f"params.yaml at {rev[:7]} with the overrides"}
+            todo.append((arm, path, doc))
+    for arm, path, doc in todo:
+        atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        ev = doc["evaluation"]
+        lines.append(f"{arm.key:28s} evaluation scales {ev['scales']}, flip {ev['flip']} ({ev['from']}) → {path}")
     return lines
 
 

@@ -85,6 +85,11 @@ class Arm:
     def metrics_file(self) -> str:
         return f"reports/{self.task}/metrics.json"
 
+    @property
+    def sampling_file(self) -> str:
+        """The sample stage's summary of the arm's plan (a DVC metrics file: `dvc exp show` has it)."""
+        return f"reports/{self.task}/sampling.json"
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -105,6 +110,12 @@ class PlotSpec:
 
 
 @dataclass(frozen=True)
+class Drawn:
+    stratum: str                 # a key of sampling.json's share_per_stratum ("1": edge pixels)
+    label: str                   # what the report calls it, e.g. "positives"
+
+
+@dataclass(frozen=True)
 class Table:
     id: str
     paper_table: int
@@ -119,6 +130,7 @@ class Table:
     claims: tuple[Claim, ...]
     plots: tuple[PlotSpec, ...]
     repeats: tuple[Arm, ...] = ()  # arms again under other seeds: the measured seed spread
+    drawn: Drawn | None = None   # show this stratum's share of the drawn pixels beside the share asked
 
     @property
     def all_arms(self) -> tuple[Arm, ...]:
@@ -233,6 +245,10 @@ def _table(raw: dict, prefix: str, where: str) -> Table:
         if spec.x not in _AXIS or spec.series not in (None, *_AXIS) or not set(spec.columns) <= set(col_ids):
             raise AblationError(f"{w}: x / series must be numeric budget keys ({', '.join(_AXIS)}) and columns of {tid}")
         plots.append(spec)
+    drawn = None
+    if raw.get("drawn") is not None:
+        w = f"{where}.drawn"
+        drawn = Drawn(str(_need(raw["drawn"], "stratum", w, (str, int))), _need(raw["drawn"], "label", w))
     equal = tuple(raw.get("equal_budget") or ())
     requires = tuple(raw.get("requires") or ())
     if not set(equal) <= set(BUDGET_KEYS) or not set(requires) <= set(SOURCES):
@@ -240,7 +256,7 @@ def _table(raw: dict, prefix: str, where: str) -> Table:
                             f"requires sources ({', '.join(SOURCES)}), got {list(equal)} / {list(requires)}")
     return Table(tid, int(_need(raw, "paper_table", where, int)), _need(raw, "title", where), _need(raw, "claim", where),
                  str(raw.get("setting", "")), requires, equal, tuple(columns), tuple(rows), tuple(arms), tuple(claims),
-                 tuple(plots), tuple(repeats))
+                 tuple(plots), tuple(repeats), drawn)
 
 
 SEED_KEYS = ("train.seed", "sampling.seed")  # the model's initialisation; the plan (windows, pixels, order)
@@ -361,14 +377,34 @@ def override_mismatch(arm: Arm, params: dict | None) -> str | None:
     return None
 
 
-def budget_of(params: dict, task: str, where: str) -> dict[str, Any]:
-    """What one arm trained with, read through the one params loader (task overrides applied)."""
+def _parsed(params: dict, where: str):
+    """params through the one params loader (pipeline.params), its errors named for the arm."""
     from pipeline.params import ParamsError, parse_params
 
     try:
-        p = parse_params(copy.deepcopy(params))
+        return parse_params(copy.deepcopy(params))
     except ParamsError as err:
         raise AblationError(f"{where}: params are not valid: {err}") from None
+
+
+def evaluation_of(params: dict, where: str) -> dict[str, Any]:
+    """How one arm was scored: the test-time scales its predictions are averaged over, and whether
+    the horizontally flipped image is averaged in too."""
+    e = _parsed(params, where).evaluate
+    return {"scales": [float(s) for s in e.scales], "flip": bool(e.flip)}
+
+
+def evaluation_text(ev: dict | None) -> str:
+    """Evaluation settings in a few words: `0.8, 1.0, 1.25 + flip`, `1.0, no flip`."""
+    if not ev:
+        return "not recorded"
+    scales = ", ".join(f"{s:.1f}" if s == int(s) else format(s, "g") for s in ev["scales"])
+    return scales + (" + flip" if ev["flip"] else ", no flip")
+
+
+def budget_of(params: dict, task: str, where: str) -> dict[str, Any]:
+    """What one arm trained with, read through the one params loader (task overrides applied)."""
+    p = _parsed(params, where)
     if task not in p.tasks:
         raise AblationError(f"{where}: tasks.{task} is not configured in its params")
     s, train = p.sampling[task], p.task_train[task]

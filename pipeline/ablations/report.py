@@ -1,19 +1,28 @@
 """reports/ablations/README.md and its plots, from the committed per-arm files only (never from
-DVC): each table in the paper's layout with the paper's numbers beside ours, every arm's overrides
-and budget, and a computed verdict on whether our direction agrees with the paper's."""
+DVC): each table in the paper's layout with the paper's numbers beside ours (the mean over each
+arm's seeds), every arm's overrides, budget, evaluation settings and check against its task's
+trivial baseline, and a computed verdict on whether our direction agrees with the paper's, read
+against the seed noise measured in the same table (the rules: pipeline/ablations/verdicts.py)."""
 
 from __future__ import annotations
 
 import json
 import shlex
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
-from pixelnet.atomic import atomic_file, atomic_write_text
+from pixelnet.atomic import atomic_write_text
 
-from pipeline.ablations.grid import AblationError, Arm, BUDGET_KEYS, Claim, Column, Grid, TASKS, Table, _AXIS
 from pipeline.ablations.experiments import _read_json, arm_file, queue_argv
+from pipeline.ablations.grid import AblationError, Arm, BUDGET_KEYS, Column, Grid, Table, evaluation_text
+from pipeline.ablations.plots import table_plots
+from pipeline.ablations.verdicts import (BASELINE_CHECKS, NO_VERDICT, ColumnVerdict, TableResult, baseline_check,
+                                         failed_text, judge, results, verdict)
+
+# The paper's analyses test one scale, no flip averaging: "We use a single-scale 224 × 224 image as
+# input" (Section 4) and "All previous experiments process test images at a single scale" (Analysis-4).
+PAPER_EVALUATION = {"scales": [1.0], "flip": False}
+EVAL_KEYS = ("evaluate.scales", "evaluate.flip")
+
 
 def load_arm_files(grid: Grid, arms: Path) -> tuple[dict[str, dict], list[str]]:
     """The committed arm files by arm key, each checked against the grid (same overrides, every
@@ -35,51 +44,16 @@ def load_arm_files(grid: Grid, arms: Path) -> tuple[dict[str, dict], list[str]]:
                     raise AblationError(f"{path}: metrics.model.{metric} is missing (column {cid} of {table.id})")
             if not isinstance(doc.get("budget"), dict) or set(BUDGET_KEYS) - set(doc["budget"]):
                 raise AblationError(f"{path}: budget must hold {', '.join(BUDGET_KEYS)}")
+            ev = doc.get("evaluation")
+            if ev is not None and not (isinstance(ev, dict) and isinstance(ev.get("scales"), list)
+                                       and isinstance(ev.get("flip"), bool)):
+                raise AblationError(f"{path}: evaluation must hold scales (a list) and flip (true or false)")
+            if doc.get("sampling") is not None and not isinstance(doc["sampling"], dict):
+                raise AblationError(f"{path}: sampling must be the arm's sampling.json (an object)")
             found[arm.key] = doc
     named = {arm_file(arms, a).resolve() for t in grid.tables for a in t.all_arms}
     extra = sorted(str(p) for p in Path(arms).glob("*/*.json") if p.resolve() not in named) if Path(arms).is_dir() else []
     return found, [f"{p}: not an arm of {grid.path}; ignored" for p in extra]
-
-
-def _values(table: Table, docs: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Ours, as displayed: row -> column -> value (scaled, rounded)."""
-    out: dict[str, dict[str, float]] = {}
-    for arm in table.arms:
-        doc = docs.get(arm.key)
-        if doc is None:
-            continue
-        for cid in arm.columns:
-            col = table.column(cid)
-            out.setdefault(arm.row, {})[cid] = col.rounded(doc["metrics"]["model"][col.metric] * col.scale)
-    return out
-
-
-def judge(claim: Claim, table: Table, values: dict[str, dict[str, float]]) -> list[tuple[Column, float, str]]:
-    """Per column with both rows present: (column, first row − second row, agrees | tie | disagrees)."""
-    a, b = claim.rows
-    out = []
-    for col in table.columns:
-        va, vb = values.get(a, {}).get(col.id), values.get(b, {}).get(col.id)
-        if va is None or vb is None:
-            continue
-        diff = col.rounded(va - vb)
-        if claim.kind == "beats":
-            gain = diff if col.better == "higher" else -diff
-            verdict = "agrees" if gain > col.tol + 1e-9 else "disagrees" if gain < -col.tol - 1e-9 else "tie"
-        else:
-            verdict = "agrees" if abs(diff) <= col.tol + 1e-9 else "disagrees"
-        out.append((col, diff, verdict))
-    return out
-
-
-def verdict(results: list[tuple[Column, float, str]]) -> str:
-    if not results:
-        return "not run yet"
-    n = Counter(v for _, _, v in results)
-    word = ("agrees" if not n["disagrees"] and n["agrees"] else "disagrees" if n["disagrees"] and not n["agrees"]
-            else "tie" if not n["disagrees"] else "mixed")
-    parts = [f"{n[k]} {k}" for k in ("agrees", "tie", "disagrees") if n[k]]
-    return f"{word} ({', '.join(parts)} of {len(results)} columns)"
 
 
 def _md(text: str) -> str:
@@ -87,126 +61,213 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _cell(col: Column, diff: float, word: str) -> str:
-    return f"{format(diff, '+' + col.fmt)} ({word})"
+def _tol(col: Column, value: float) -> str:
+    return format(value, col.fmt)
 
 
-COMMANDS = """```bash
-uv run pixelnet ablations queue --bsds500 ../shared/datasets/BSR   # one DVC experiment per unfinished arm
-uv run dvc queue start -j 1                                        # one worker; `uv run dvc queue status` to follow
-uv run pixelnet ablations collect                                  # finished arms -> reports/ablations/arms/
-uv run pixelnet ablations render                                   # this page, from those files only
-```"""
+def _cell(r: ColumnVerdict, ours: bool) -> str:
+    diff = format(r.diff, "+" + r.col.fmt)
+    if r.word == NO_VERDICT:
+        return f"{diff} ({NO_VERDICT}: {failed_text(r.failed)})"
+    return f"{diff} ({r.word}, tolerance {_tol(r.col, r.tol)})" if ours else f"{diff} ({r.word})"
 
 
-def _table_section(table: Table, docs: dict[str, dict], figures: list[tuple[str, str]], notes: Path | None) -> list[str]:
-    values = _values(table, docs)
-    ran = [a for a in table.arms if a.key in docs]
-    out = [f"## Table {table.paper_table}: {table.title}", "", f"**The paper's claim.** {table.claim}", "",
-           f"**Our setting.** {table.setting}", ""]
+# ----------------------------------------------------------------------------- evaluation settings
+
+def _eval_long(ev: dict) -> str:
+    n, scales = len(ev["scales"]), evaluation_text({**ev, "flip": False}).removesuffix(", no flip")
+    where = f"a single scale ({scales})" if n == 1 else f"{n} scales ({scales})"
+    return f"at {where}" + (" with horizontal flips averaged in" if ev["flip"] else ", no flip")
+
+
+def _pinned(arm: Arm, key: str) -> bool:
+    return any(o.lstrip("+").split("=", 1)[0] == key for o in arm.overrides)
+
+
+def _evaluation_lines(table: Table, docs: dict[str, dict]) -> list[str]:
+    """What the arms were scored with, where that came from, and whether it is the paper's."""
+    ran = [a for a in table.all_arms if a.key in docs]
     if not ran:
-        out += [f"_Not run yet: `uv run pixelnet ablations queue --tables {table.id}`, then `uv run dvc queue start "
-                f"-j 1`, `uv run pixelnet ablations collect` and `uv run pixelnet ablations render`._", ""]
+        return []
+    groups: dict[str, list[Arm]] = {}
+    for arm in ran:
+        ev = docs[arm.key].get("evaluation")
+        groups.setdefault(json.dumps({k: ev[k] for k in ("scales", "flip")}) if ev else "", []).append(arm)
+    recorded = [json.loads(k) for k in groups if k]
+    pinned = [k for k in EVAL_KEYS if all(_pinned(a, k) for a in ran)]
+    source = ("pinned in the table's overrides" if len(pinned) == len(EVAL_KEYS) else
+              f"`{pinned[0]}` pinned in the table's overrides, `{next(k for k in EVAL_KEYS if k not in pinned)}` "
+              f"params.yaml's" if pinned else
+              "params.yaml's `evaluate.scales` and `evaluate.flip`: the table does not pin them")
+    if len(recorded) == 1:
+        ev = recorded[0]
+        text = f"Every arm{' with settings recorded' if '' in groups else ''} was scored {_eval_long(ev)} ({source})"
+        if ev == PAPER_EVALUATION:
+            text += ", as the paper's ablations were."
+        else:
+            text += (". **Not the paper's evaluation**: the paper's ablations test a single scale, without flips "
+                     "(Section 4, Analysis-4), so our arms are compared like for like with each other, not with "
+                     "the paper's rows.")
+    elif recorded:
+        text = "**Unequal between arms**: " + "; ".join(
+            f"{', '.join(a.name for a in arms)} {_eval_long(json.loads(k))}" for k, arms in groups.items() if k) + "."
+    else:
+        text = "Not recorded in the arm files."
+    if "" in groups:
+        text += (f" Not recorded for {', '.join(a.name for a in groups[''])} (collected before `collect` kept it; "
+                 "`uv run pixelnet ablations collect --backfill-evaluation` reads it back).")
+    if any((docs[a.key].get("evaluation") or {}).get("from") for a in ran):
+        text += (" For arms collected before `collect` recorded it, the settings were read back from params.yaml at "
+                 "the arm's baseline commit with the arm's overrides applied, the arm's budget read back the same "
+                 "way matching its file (`collect --backfill-evaluation`).")
+    return [f"**Evaluation.** {text}", ""]
+
+
+# ----------------------------------------------------------------------------- the numbers table
+
+def _from(table: Table, row: str, res: TableResult) -> str:
+    """`ours`, or how many seeds the row's means are over."""
+    counts = [len(res.arms[a.name].runs) for a in table.arms if a.row == row and a.name in res.arms]
+    if not counts or max(counts) == 1:
+        return "ours"
+    if len(set(counts)) == 1:
+        return f"ours, mean of {counts[0]} seeds"
+    return f"ours, mean of {' / '.join(map(str, counts))} seeds"
+
+
+def _drawn(table: Table, row: str, res: TableResult, docs: dict[str, dict]) -> list[str]:
+    """The share asked (sampling.positive_fraction, or uniform) and the share drawn, per seed."""
+    arms = [res.arms[a.name] for a in table.arms if a.row == row and a.name in res.arms]
+    if not arms:
+        return ["—", "—"]
+    b = docs[arms[0].runs[0].key]["budget"]
+    asked = "uniform" if b["strategy"] == "uniform" else f"{b['positive_fraction']:.0%}"
+    shares = []
+    for run in (r for a in arms for r in a.runs):
+        share = ((docs[run.key].get("sampling") or {}).get("share_per_stratum") or {}).get(table.drawn.stratum)
+        shares.append("not recorded" if share is None else f"{100 * share:.1f}%")
+    return [asked, "not recorded" if set(shares) == {"not recorded"} else " / ".join(shares)]
+
+
+def _numbers_lines(table: Table, res: TableResult, docs: dict[str, dict]) -> list[str]:
+    values, failed = res.values(), res.failed()
     head = ["Method", "from"] + [c.label for c in table.columns]
-    out += ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(table.columns)]
+    if table.drawn:
+        head += [f"{table.drawn.label} asked", f"{table.drawn.label} drawn"]
+    out = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for row in table.rows:
         ours = values.get(row.id, {})
-        out.append("| " + " | ".join([_md(row.label), "paper"] + [c.show(row.paper.get(c.id)) for c in table.columns]) + " |")
-        out.append("| " + " | ".join([_md(row.ours), "ours"] + [c.show(ours.get(c.id)) for c in table.columns]) + " |")
+        lost = failed.get(row.id, {})
+        paper = [_md(row.label), "paper"] + [c.show(row.paper.get(c.id)) for c in table.columns]
+        mine = [_md(row.ours), _from(table, row.id, res)] + [
+            c.show(ours.get(c.id)) + (" (failed)" if c.id in lost else "") for c in table.columns]
+        if table.drawn:
+            paper += ["—", "—"]
+            mine += _drawn(table, row.id, res, docs)
+        out += ["| " + " | ".join(paper) + " |", "| " + " | ".join(mine) + " |"]
     out.append("")
-    if table.claims:
-        out += ["**Direction** (ours judged like the paper's; two values closer than the column's tolerance are a tie; "
-                "tolerances: " + ", ".join(f"{c.label} {format(c.tol, c.fmt)}" for c in table.columns) + ").", ""]
-        for claim in table.claims:
-            a, b = (next(r.label for r in table.rows if r.id == rid) for rid in claim.rows)
-            mine, theirs = judge(claim, table, values), judge(claim, table, {r.id: r.paper for r in table.rows})
-            paper_word = verdict(theirs) if all(r.paper for r in table.rows if r.id in claim.rows) else "has no such row"
-            out.append(f"* {claim.text} ({claim.kind}: {a} vs {b}): paper {paper_word}; ours {verdict(mine)}.")
-            word = verdict(mine).split()[0]
-            if word in ("disagrees", "mixed") and claim.reason:
-                part = "" if word == "disagrees" else " in part"
-                out.append(f"  Ours disagrees with the paper's direction{part}. Likely reason (stated before the runs): "
-                           f"{claim.reason}")
-            paper_by = {c.id: (d, w) for c, d, w in theirs}
-            for col, diff, word in mine:
-                p = paper_by.get(col.id)
-                out.append(f"  * {col.label}: ours {_cell(col, diff, word)}; paper "
-                           f"{_cell(col, p[0], p[1]) if p else '—'}")
-        out.append("")
-    out += _spread_lines(table, docs)
-    out += _budget_lines(table, docs)
-    out += ["**Arms.**", "", "| arm | row | task | steps | N × M = pixels a step | crop | experiment | rev |",
-            "|---|---|---|---:|---|---:|---|---|"]
-    for arm in table.all_arms:
-        doc = docs.get(arm.key)
-        b = doc["budget"] if doc else None
-        cells = [arm.name, _md(next(r.label for r in table.rows if r.id == arm.row)), arm.task,
-                 f"{b['iterations']:,}" if b else "—",
-                 f"{b['pixels_per_image']:,} × {b['images_per_batch']} = {b['pixels_per_batch']:,}" if b else "—",
-                 str(b["crop"]) if b else "—", f"`{arm.experiment}`", doc["rev"][:7] if doc else "not run"]
-        out.append("| " + " | ".join(cells) + " |")
-    extra = tuple(f"data.{s}.source=<{s.upper()}>" for s in table.requires)
-    out += ["", "Each arm's exact command (`queue` runs it for the arms without a finished result):", "", "```bash"]
-    out += [shlex.join(queue_argv(arm, extra)) for arm in table.all_arms] + ["```", ""]
-    for source in table.requires:
-        used = sorted({d["sources"].get(source, "") for d in docs.values() if d["table"] == table.id} - {""})
-        out += [f"`<{source.upper()}>` is the absolute path given to `queue --{source}` (queued experiments run in a "
-                f"temporary copy of the repository)" + (f"; the collected arms used {', '.join(used)}." if used else "."), ""]
-    for name, alt in figures:
-        out += [f"![{alt}]({name})", ""]
-    note = notes / f"{table.id}.md" if notes else None
-    if note and note.is_file():
-        out += ["**Notes.**", "", note.read_text().strip(), ""]
+    if table.drawn and res.arms:
+        missing = [r.name for a in res.arms.values() for r in a.runs if not docs[r.key].get("sampling")]
+        out += [f"_{table.drawn.label.capitalize()} asked_ is `sampling.positive_fraction` (uniform: no share asked); "
+                f"_drawn_ is the share of stratum {table.drawn.stratum} among all pixels of the run's sampling plan, "
+                "from its `reports/<task>/sampling.json` as `collect` kept it, seeds in order."
+                + (f" Not recorded for {', '.join(missing)}: collected before `collect` kept that file; collecting "
+                   "them again from their experiments fills it." if missing else ""), ""]
+    bad = [(r, c) for a in res.arms.values() for r, c in zip(a.runs, a.checks) if c.state == "failed"]
+    if bad:
+        out += ["**Failed runs** (below their task's trivial baseline: shown above, marked, and left out of every "
+                "verdict):", ""]
+        out += [f"* {r.name} ({f'seed {r.seed} of arm {r.of}' if r.of else 'seed 0'}): {c.text}." for r, c in bad] + [""]
     return out
 
 
-def _spread_lines(table: Table, docs: dict[str, dict]) -> list[str]:
+# ----------------------------------------------------------------------------- verdicts
+
+def _direction_lines(table: Table, res: TableResult) -> list[str]:
+    if not table.claims:
+        return []
+    values, tol, failed = res.values(), res.tolerances(), res.failed()
+    parts = []
+    for col in table.columns:
+        if col.id in res.noise and res.noise[col.id] > col.tol + 1e-9:
+            parts.append(f"{col.label} {_tol(col, tol[col.id])} (preset {_tol(col, col.tol)}, widened to the seed range)")
+        else:
+            parts.append(f"{col.label} {_tol(col, tol[col.id])}" + (f" (preset; seed range {_tol(col, res.noise[col.id])})"
+                                                                   if col.id in res.noise else " (preset)"))
+    single = [r.arm.name for r in res.arms.values() if len(r.runs) == 1]
+    multi = [f"{r.arm.name} ({' / '.join(map(str, r.seeds))})" for r in res.arms.values() if len(r.runs) > 1]
+    seeds = (f"Means over seeds: {', '.join(multi)}. Single-seed arms, compared on their one run against the same "
+             f"tolerances: {', '.join(single) or 'none'}." if multi else
+             "Every arm here is a single run (seed 0): no seed range was measured in this table." if single else "")
+    out = ["**Direction** (ours judged like the paper's, on each arm's mean over its seeds; a difference no larger "
+           "than the column's tolerance is within noise, which for a \"matches\" claim agrees; the paper's numbers "
+           "are judged with the preset tolerances, where a difference inside one is a tie). Tolerances, each at least "
+           "the largest seed range measured for its column in this table: " + "; ".join(parts) + "." + (" " + seeds if seeds else ""), ""]
+    for claim in table.claims:
+        a, b = (next(r.label for r in table.rows if r.id == rid) for rid in claim.rows)
+        mine = judge(claim, table, values, tol, failed)
+        theirs = judge(claim, table, {r.id: r.paper for r in table.rows}, inside="tie")
+        paper_word = verdict(theirs) if all(r.paper for r in table.rows if r.id in claim.rows) else "has no such row"
+        out.append(f"* {claim.text} ({claim.kind}: {a} vs {b}): paper {paper_word}; ours {verdict(mine)}.")
+        word = verdict(mine).split(" (")[0]
+        if word in ("disagrees", "mixed") and claim.reason:
+            part = "" if word == "disagrees" else " in part"
+            out.append(f"  Ours disagrees with the paper's direction{part}. Likely reason (stated before the runs): "
+                       f"{claim.reason}")
+        paper_by = {r.col.id: r for r in theirs}
+        for r in mine:
+            p = paper_by.get(r.col.id)
+            out.append(f"  * {r.col.label}: ours {_cell(r, True)}; paper {_cell(p, False) if p else '—'}")
+    return out + [""]
+
+
+def _spread_lines(table: Table, res: TableResult) -> list[str]:
     """The repeated arms under each seed with their mean, and per column the largest range (max − min)
-    beside the tolerance the verdicts use: what a single run's number is worth."""
+    beside the preset tolerance: what a single run's number is worth, and what the verdicts used."""
     if not table.repeats:
         return []
     seeds = sorted({a.seed for a in table.repeats})
     out = [f"**Seed spread** (an arm run again with `train.seed` = `sampling.seed` = {', '.join(map(str, seeds))}: "
            "new initial weights, windows and pixels; seed 0 is the arm itself, run with params.yaml's seeds. "
-           "The verdicts above use seed 0 only).", "",
+           "The table above shows, and the verdicts compare, the means).", "",
            "| arm | seeds | " + " | ".join(c.label for c in table.columns) + " |", "|---|---|" + "---:|" * len(table.columns)]
-    ranges: dict[str, list[float]] = {}
     for arm in table.arms:
-        runs = [(0, arm)] + [(r.seed, r) for r in table.repeats if r.of == arm.name]
-        if len(runs) == 1:
+        planned = [0] + [r.seed for r in table.repeats if r.of == arm.name]
+        if len(planned) == 1:
             continue
-        pending = [str(seed) for seed, a in runs if a.key not in docs]
-        runs = [(seed, a) for seed, a in runs if a.key in docs]
+        r = res.arms.get(arm.name)
+        got = r.seeds if r else ()
+        pending = [str(s) for s in planned if s not in got]
         cells = []
         for col in table.columns:
-            if col.id not in arm.columns or not runs:
+            if col.id not in arm.columns or r is None:
                 cells.append("—")
                 continue
-            raw = [docs[a.key]["metrics"]["model"][col.metric] * col.scale for _, a in runs]
-            vals = [col.rounded(v) for v in raw]
-            spread = col.rounded(max(vals) - min(vals))
-            if len(vals) > 1:
-                ranges.setdefault(col.id, []).append(spread)
-            mean = col.rounded(sum(raw) / len(raw))
-            cells.append(" / ".join(col.show(v) for v in vals)
-                         + (f" (mean {col.show(mean)}, range {col.show(spread)})" if len(vals) > 1 else ""))
-        ran = " / ".join(str(seed) for seed, _ in runs) + (f" ({', '.join(pending)} not run)" if pending else "")
-        out.append("| " + " | ".join([arm.name, ran.strip()] + cells) + " |")
+            vals = r.seed_values[col.id]
+            cells.append(" / ".join(col.show(v) for v in vals) + (
+                f" (mean {col.show(r.values[col.id])}, range {col.show(r.ranges[col.id])})" if len(vals) > 1 else ""))
+        ran = " / ".join(map(str, got)) + (f" ({', '.join(pending)} not run)" if pending else "")
+        name = arm.name + (" (failed: its range is not counted)" if r and r.failed else "")
+        out.append("| " + " | ".join([name, ran.strip()] + cells) + " |")
     out.append("")
-    if ranges:
+    if res.noise:
         parts = []
         for col in table.columns:
-            if col.id in ranges:
-                worst = max(ranges[col.id])
-                word = "within" if worst <= col.tol + 1e-9 else "**beyond**"
-                parts.append(f"{col.label} {col.show(worst)} ({word} its tolerance {format(col.tol, col.fmt)})")
-        out += ["Largest range per column: " + "; ".join(parts) + ". A difference between two single runs smaller "
-                "than the range is not a measured effect.", ""]
+            if col.id in res.noise:
+                worst = res.noise[col.id]
+                word = ("within its preset tolerance" if worst <= col.tol + 1e-9
+                        else "**beyond** its preset tolerance")
+                parts.append(f"{col.label} {col.show(worst)} ({word} {_tol(col, col.tol)})")
+        out += ["Largest range per column: " + "; ".join(parts) + ". The verdicts use the larger of the two: a "
+                "difference smaller than the range is not a measured effect.", ""]
     return out
 
 
+# ----------------------------------------------------------------------------- budgets and arms
+
 def _budget_lines(table: Table, docs: dict[str, dict]) -> list[str]:
-    """Per group of arms filling the same columns: the budget keys the table fixes, equal or not."""
+    """Per group of arms filling the same columns: the budget keys the table fixes, equal or not, and
+    whether equal pixels a step is equal compute."""
     groups: dict[tuple[str, ...], list[Arm]] = {}
     for arm in table.all_arms:
         if arm.key in docs:
@@ -214,6 +275,7 @@ def _budget_lines(table: Table, docs: dict[str, dict]) -> list[str]:
     if not groups or not table.equal_budget:
         return []
     out = [f"**Budget** (equal across the arms that fill the same columns: {', '.join(table.equal_budget)}).", ""]
+    windows: set[int] = set()  # M values of groups at equal pixels a step
     for cols, arms in groups.items():
         labels = ", ".join(table.column(c).label for c in cols)
         parts, unequal = [], []
@@ -225,83 +287,84 @@ def _budget_lines(table: Table, docs: dict[str, dict]) -> list[str]:
                 unequal.append(f"{key}: " + ", ".join(f"{n} {json.dumps(v)}" for n, v in seen.items()))
         state = "equal" if not unequal else "**unequal**: " + "; ".join(unequal)
         out.append(f"* {labels} ({len(arms)} arms): {', '.join(parts)}; {state}.")
-    return out + [""]
+        ms = {docs[a.key]["budget"]["images_per_batch"] for a in arms}
+        if "pixels_per_batch" in table.equal_budget and not unequal and len(ms) > 1:
+            windows |= ms
+    out.append("")
+    if windows:
+        ms = sorted(windows)
+        out += [f"Equal pixels a step is not equal compute: the trunk runs on every window of a step (M = "
+                f"{', '.join(map(str, ms))}), so an M = {ms[-1]} step runs it {ms[-1] / ms[0]:g}× as often as an "
+                f"M = {ms[0]} step; only the head sees the same number of pixels.", ""]
+    return out
 
 
-def _plots(table: Table, docs: dict[str, dict], arms: Path, out_dir: Path) -> list[tuple[str, str]]:
-    """PNGs for one table: each plot spec (metric against a budget key), loss curves per task and
-    PR curves for edges, from the arm files and the curves `collect` copied beside them."""
-    import matplotlib
+def _check_cell(arm: Arm, doc: dict) -> str:
+    c = baseline_check(arm.task, doc["metrics"])
+    return {"failed": f"**failed**: {c.text}", "passed": f"passed: {c.text}"}.get(c.state, c.text)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
 
-    made: list[tuple[str, str]] = []
+def _arms_lines(table: Table, docs: dict[str, dict]) -> list[str]:
+    out = ["**Arms.**", "", "| arm | row | task | steps | N × M = pixels a step | crop | evaluation | against the "
+           "trivial baseline | experiment | rev |", "|---|---|---|---:|---|---:|---|---|---|---|"]
+    for arm in table.all_arms:
+        doc = docs.get(arm.key)
+        b = doc["budget"] if doc else None
+        cells = [arm.name, _md(next(r.label for r in table.rows if r.id == arm.row)), arm.task,
+                 f"{b['iterations']:,}" if b else "—",
+                 f"{b['pixels_per_image']:,} × {b['images_per_batch']} = {b['pixels_per_batch']:,}" if b else "—",
+                 str(b["crop"]) if b else "—", evaluation_text(doc.get("evaluation")) if doc else "—",
+                 _check_cell(arm, doc) if doc else "—", f"`{arm.experiment}`", doc["rev"][:7] if doc else "not run"]
+        out.append("| " + " | ".join(cells) + " |")
+    extra = tuple(f"data.{s}.source=<{s.upper()}>" for s in table.requires)
+    out += ["", "Each arm's exact command (`queue` runs it for the arms without a finished result):", "", "```bash"]
+    out += [shlex.join(queue_argv(arm, extra)) for arm in table.all_arms] + ["```", ""]
+    for source in table.requires:
+        used = sorted({d["sources"].get(source, "") for d in docs.values() if d["table"] == table.id} - {""})
+        out += [f"`<{source.upper()}>` is the absolute path given to `queue --{source}` (queued experiments run in a "
+                f"temporary copy of the repository)" + (f"; the collected arms used {', '.join(used)}." if used else "."), ""]
+    return out
 
-    def save(fig, name: str, alt: str) -> None:
-        with atomic_file(out_dir / name) as tmp:
-            fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-        plt.close(fig)
-        made.append((name, alt))
 
-    ran = [a for a in table.arms if a.key in docs]
-    for spec in table.plots:
-        fig, axes = plt.subplots(1, len(spec.columns), figsize=(4 * len(spec.columns), 3.2), squeeze=False)
-        drawn = False
-        for ax, cid in zip(axes[0], spec.columns):
-            col = table.column(cid)
-            series: dict[Any, list[tuple[float, float]]] = {}
-            for arm in ran:
-                if cid in arm.columns:
-                    b = docs[arm.key]["budget"]
-                    y = docs[arm.key]["metrics"]["model"][col.metric] * col.scale
-                    series.setdefault(b[spec.series] if spec.series else None, []).append((b[spec.x], y))
-            for key in sorted(series, key=lambda k: (k is None, k)):
-                pts = sorted(series[key])
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-",
-                        label=None if key is None else f"{_AXIS[spec.series][0]} = {key}")
-                drawn = True
-            ax.set(title=col.label, xlabel=_AXIS[spec.x][1])
-            if spec.logx:
-                ax.set_xscale("log")
-            xs = sorted({p[0] for pts in series.values() for p in pts})
-            if xs:
-                ax.set_xticks(xs, [f"{x:,}" for x in xs])
-                ax.minorticks_off()
-            if spec.series and series:
-                ax.legend(fontsize=8)
-        fig.suptitle(f"Table {table.paper_table}: {spec.title}", fontsize=10)
-        fig.tight_layout()
-        if drawn:
-            save(fig, f"{table.id}-{spec.id}.png", f"Table {table.paper_table}, {spec.title}")
-        else:
-            plt.close(fig)
-    for task in TASKS:
-        logs = [(a, arm_file(arms, a).with_name(f"{a.name}.loss.csv")) for a in ran if a.task == task]
-        logs = [(a, p) for a, p in logs if p.is_file()]
-        if logs:
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            for arm, path in logs:
-                data = np.genfromtxt(path, delimiter=",", names=True)
-                ax.plot(np.atleast_1d(data["step"]), np.atleast_1d(data["loss"]), label=arm.name, linewidth=1)
-            ax.set(title=f"Table {table.paper_table}: training loss ({task})", xlabel="step", ylabel="loss")
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            save(fig, f"{table.id}-loss-{task}.png", f"Table {table.paper_table}, training loss, {task}")
-    curves = [(a, arm_file(arms, a).with_name(f"{a.name}.pr.txt")) for a in ran if a.task == "edges"]
-    curves = [(a, p) for a, p in curves if p.is_file()]
-    if curves:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        for arm, path in curves:
-            thr = np.atleast_2d(np.loadtxt(path))  # threshold, recall, precision, F (the official format)
-            ods = docs[arm.key]["metrics"]["model"].get("ods")
-            ax.plot(thr[:, 1], thr[:, 2], label=f"{arm.name}" + (f" (ODS {ods:.3f})" if ods is not None else ""))
-        ax.set(title=f"Table {table.paper_table}: PR curves", xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1))
-        ax.legend(fontsize=8, loc="lower left")
-        fig.tight_layout()
-        save(fig, f"{table.id}-pr.png", f"Table {table.paper_table}, precision against recall")
-    return made
+def _table_section(table: Table, docs: dict[str, dict], res: TableResult, figures: list[tuple[str, str]],
+                   notes: Path | None) -> list[str]:
+    out = [f"## Table {table.paper_table}: {table.title}", "", f"**The paper's claim.** {table.claim}", "",
+           f"**Our setting.** {table.setting}", ""]
+    if not res.arms:
+        out += [f"_Not run yet: `uv run pixelnet ablations queue --tables {table.id}`, then `uv run dvc queue start "
+                f"-j 1`, `uv run pixelnet ablations collect` and `uv run pixelnet ablations render`._", ""]
+    out += _numbers_lines(table, res, docs)
+    out += _evaluation_lines(table, docs)
+    out += _direction_lines(table, res)
+    out += _spread_lines(table, res)
+    out += _budget_lines(table, docs)
+    out += _arms_lines(table, docs)
+    for name, alt in figures:
+        out += [f"![{alt}]({name})", ""]
+    note = notes / f"{table.id}.md" if notes else None
+    if note and note.is_file():
+        out += ["**Notes.**", "", note.read_text().strip(), ""]
+    return out
+
+
+# ----------------------------------------------------------------------------- the page
+
+COMMANDS = """```bash
+uv run pixelnet ablations queue --bsds500 ../shared/datasets/BSR   # one DVC experiment per unfinished arm
+uv run dvc queue start -j 1                                        # one worker; `uv run dvc queue status` to follow
+uv run pixelnet ablations collect                                  # finished arms -> reports/ablations/arms/
+uv run pixelnet ablations render                                   # this page, from those files only
+```"""
+
+
+def _rules() -> str:
+    checks = "; ".join(f"{task}: {c.label} {'below' if c.better == 'higher' else 'above'} {c.baseline}'s"
+                       for task, c in BASELINE_CHECKS.items())
+    return ("**How the verdicts are read.** A run has *failed* when it scores worse than its task's trivial baseline, "
+            f"which the evaluate stage scores on the same test split ({checks}): its numbers stay in its table, "
+            "marked, and never enter a verdict; an arm with a failed seed has failed. Ours are the mean over each "
+            "arm's seeds. Each column's tolerance is the larger of the grid's preset and the largest seed range "
+            "measured for that column in the same table; a difference inside it is *within noise*.")
 
 
 def _dvc_compare(grid: Grid) -> str:
@@ -311,6 +374,20 @@ def _dvc_compare(grid: Grid) -> str:
             "`uv run dvc exp show --only-changed` lists every arm's params and metrics, and "
             f"`uv run dvc plots diff {a.experiment} {b.experiment} --targets reports/{a.task}/train_loss.csv` "
             "draws two arms' loss curves together.")
+
+
+def _summary_eval(table: Table, docs: dict[str, dict]) -> str:
+    seen = {json.dumps({k: d["evaluation"][k] for k in ("scales", "flip")}) if d.get("evaluation") else ""
+            for a in table.all_arms if (d := docs.get(a.key))}
+    if not seen:
+        return "—"
+    if len(seen) > 1:
+        return "partly not recorded" if "" in seen else "unequal between arms"
+    key = next(iter(seen))
+    if not key:
+        return "not recorded"
+    ev = json.loads(key)
+    return evaluation_text(ev) + (" (as the paper)" if ev == PAPER_EVALUATION else " (the paper: 1.0, no flip)")
 
 
 def render_report(grid: Grid, arms: Path, out_dir: Path, notes: Path | None = None) -> tuple[list[Path], list[str]]:
@@ -329,18 +406,23 @@ def render_report(grid: Grid, arms: Path, out_dir: Path, notes: Path | None = No
              "`dvc exp run --queue`; the whole grid, again:", "", COMMANDS, "",
              "Killed mid-run? `uv run dvc queue stop --kill`, then the first two commands again: finished arms are "
              "skipped, the killed one is queued again, and the queued ones wait where they were.", "",
-             _dvc_compare(grid), "",
-             "| Table | the paper's claim | arms collected | our direction |", "|---|---|---:|---|"]
+             _dvc_compare(grid), "", _rules(), "",
+             "| Table | the paper's claim | arms collected | failed (below baseline) | evaluation | our direction |",
+             "|---|---|---:|---|---|---|"]
     figures: dict[str, list[tuple[str, str]]] = {}
+    res = {t.id: results(t, docs) for t in grid.tables}
     for table in grid.tables:
-        values = _values(table, docs)
-        direction = "; ".join(f"{c.text}: {verdict(judge(c, table, values)).split(' (')[0]}" for c in table.claims)
+        r = res[table.id]
+        tol, values, failed = r.tolerances(), r.values(), r.failed()
+        direction = "; ".join(f"{c.text}: {verdict(judge(c, table, values, tol, failed))}" for c in table.claims)
         n = sum(a.key in docs for a in table.arms)
-        lines.append(f"| {table.paper_table} | {table.claim} | {n} of {len(table.arms)} | {direction or '—'} |")
-        figures[table.id] = _plots(table, docs, arms, out_dir)
+        lost = ", ".join(a.arm.name for a in r.arms.values() if a.failed) or "none"
+        lines.append(f"| {table.paper_table} | {table.claim} | {n} of {len(table.arms)} | {lost} | "
+                     f"{_summary_eval(table, docs)} | {direction or '—'} |")
+        figures[table.id] = table_plots(table, docs, arms, out_dir)
     lines.append("")
     for table in grid.tables:
-        lines += _table_section(table, docs, figures[table.id], notes)
+        lines += _table_section(table, docs, res[table.id], figures[table.id], notes)
     report = out_dir / "README.md"
     atomic_write_text(report, "\n".join(lines).rstrip("\n") + "\n")
     made = {name for figs in figures.values() for name, _ in figs}
