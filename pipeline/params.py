@@ -50,6 +50,7 @@ class EvalParams:
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     chunk_pixels: int = 8192
+    precision: str = "fp32"     # fp32, or bf16 autocast (faster where the CPU multiplies bf16 natively)
     thresholds: int = 99
     max_dist: float = 0.0075
     thin: bool = True
@@ -77,7 +78,7 @@ class Params:
     @property
     def infer(self) -> InferConfig:
         e = self.evaluate
-        return InferConfig(scales=e.scales, flip=e.flip, chunk_pixels=e.chunk_pixels)
+        return InferConfig(scales=e.scales, flip=e.flip, chunk_pixels=e.chunk_pixels, precision=e.precision)
 
     @property
     def boundary(self) -> BoundaryConfig:
@@ -262,7 +263,8 @@ def parse_params(raw: Any) -> Params:
                               f"in model.layers")
 
     evaluate = _make(EvalParams, _fields(EvalParams, raw.get("evaluate"), "evaluate"), "evaluate")
-    _make(InferConfig, {"scales": evaluate.scales, "flip": evaluate.flip, "chunk_pixels": evaluate.chunk_pixels}, "evaluate")
+    _make(InferConfig, {"scales": evaluate.scales, "flip": evaluate.flip, "chunk_pixels": evaluate.chunk_pixels,
+                        "precision": evaluate.precision}, "evaluate")
     _make(BoundaryConfig, {"thresholds": evaluate.thresholds, "max_dist": evaluate.max_dist, "thin": evaluate.thin}, "evaluate")
     if evaluate.workers < 1:
         raise ParamsError(f"evaluate.workers: must be >= 1, got {evaluate.workers}")

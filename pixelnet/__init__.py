@@ -22,7 +22,7 @@ __all__ = ["load"]
 
 
 def load(name_or_path: str | Path, device: str = "auto", scales: Sequence[float] = (1.0,), flip: bool = False,
-         tile: int = 1024) -> Model:
+         tile: int = 1024, precision: str = "fp32") -> Model:
     """A shipped model by name (``pixelnet/zoo/<name>``) or any model.pt the train stage wrote, as a
     `pixelnet.api.Model`: ``model(image)`` returns the task's map for a numpy or PIL image
     (edges: (H, W) float32 probabilities; normals: (H, W, 3) unit vectors; segmentation: (H, W)
@@ -31,7 +31,9 @@ def load(name_or_path: str | Path, device: str = "auto", scales: Sequence[float]
     `device`: "auto" (CUDA when there is one), "cpu", "cuda" or "cuda:N". `scales` and `flip`:
     the test-time views averaged per image. `tile`: an image with a longer side is predicted in
     overlapping tiles blended without seams (0: never). See `pixelnet.api.load`.
+    `precision`: "fp32", or "bf16" autocast (faster where the CPU multiplies bf16 natively: see
+    ``pixelnet bench predict``; maps within a few hundredths of fp32's).
     """
     from pixelnet.api import load as _load
 
-    return _load(name_or_path, device, scales, flip, tile)
+    return _load(name_or_path, device, scales, flip, tile, precision)

@@ -85,16 +85,18 @@ class Model:
 
 
 def load(name_or_path: str | Path, device: str = "auto", scales: Sequence[float] = (1.0,), flip: bool = False,
-         tile: int = 1024) -> Model:
+         tile: int = 1024, precision: str = "fp32") -> Model:
     """A shipped model by name (``pixelnet/zoo/<name>``) or any model.pt the train stage wrote, ready to call.
 
     `device`: "auto" (CUDA when there is one), "cpu", "cuda" or "cuda:N". `scales` and `flip`:
     the test-time views averaged per image (as ``pixelnet predict --scales --flip``). `tile`: an
     image with a longer side is predicted in overlapping tiles blended without seams (0: never).
+    `precision`: "fp32", or "bf16" autocast (faster where the CPU multiplies bf16 natively: see
+    ``pixelnet bench predict``; maps within a few hundredths of fp32's).
     """
     path = resolve(name_or_path)
     dev = resolve_device(device)
-    infer = InferConfig(scales=tuple(float(s) for s in scales), flip=bool(flip))
+    infer = InferConfig(scales=tuple(float(s) for s in scales), flip=bool(flip), precision=precision)
     tiles = TileConfig(size=int(tile))
     net, task, classes = load_model(path, dev)
     if tiles.size:

@@ -150,3 +150,14 @@ def test_other_tasks_by_path(tmp_path):
 def test_load_names_what_exists():
     with pytest.raises(FileNotFoundError, match="shipped: .*bsds500-edges"):
         pixelnet.load("no-such-model")
+
+
+def test_bf16_precision_is_close_to_fp32_and_checked(model, crop):
+    import pixelnet
+
+    fast = pixelnet.load("bsds500-edges", device="cpu", precision="bf16")
+    fp32, bf16 = model(crop), fast(crop)
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    assert 0 < float(np.abs(bf16 - fp32).max()) < 0.1  # autocast really ran, and stays close
+    with pytest.raises(ValueError, match="precision"):
+        pixelnet.load("bsds500-edges", device="cpu", precision="fp16")

@@ -28,6 +28,7 @@ CASES = [
     ("model.layers", ["conv1_2", "conv9_9"], "model.layers", "conv9_9"),
     ("tasks.depth", {"dataset": "synthetic"}, "tasks.depth", "unknown task"),
     ("datasets", ["synthetic", "imagenet"], "datasets[1]", "unknown dataset"),
+    ("evaluate.precision", "fp16", "evaluate.precision", "'bf16'"),
 ]
 
 

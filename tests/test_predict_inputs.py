@@ -119,6 +119,7 @@ def test_a_bad_input_among_good_ones_is_one_line_naming_it_and_nothing_is_writte
     ("edges", ["--format", "jpg"], "--format must be png or npy"),
     ("edges", ["--threshold", "0.3"], "--threshold applies to --thin only"),
     ("edges", ["--thin", "--threshold", "0"], "--threshold must lie in (0, 1]"),
+    ("edges", ["--precision", "fp16"], "--precision must be fp32 or bf16"),
 ])
 def test_options_that_do_not_suit_the_model_are_refused(tmp_path, models, task, args, words):
     image = _png(tmp_path / "im.png")
