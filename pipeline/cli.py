@@ -61,6 +61,13 @@ def _scales(text: str) -> tuple[float, ...]:
     return scale_list
 
 
+def _precision(text: str) -> str:
+    """--precision fp32 | bf16, checked before torch is imported."""
+    if text not in ("fp32", "bf16"):
+        raise ValueError(f"--precision must be fp32 or bf16, got {text!r}")
+    return text
+
+
 def _params(path: Path):
     from pipeline.params import load_params
 
@@ -174,9 +181,7 @@ def evaluate(
     if scales is not None:
         p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, scales=_scales(scales)))
     if precision is not None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"--precision must be fp32 or bf16, got {precision!r}")
-        p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, precision=precision))
+        p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, precision=_precision(precision)))
     metrics = stages.evaluate(task, p, shards, model, out, progress=not quiet)
     typer.echo(json.dumps(metrics))
 
@@ -283,8 +288,7 @@ def predict(
 
     if threshold is not None and not thin:
         raise ValueError("--threshold applies to --thin only")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"--precision must be fp32 or bf16, got {precision!r}")
+    precision = _precision(precision)
     outputs = OutputConfig(format=fmt, nms=nms or thin, thin=thin, threshold=0.5 if threshold is None else threshold)
     checkpoint = resolve(model)
     checked = check_request(checkpoint, images, _scales(scales), outputs, out, recursive)
@@ -312,12 +316,10 @@ def export(
     """Export a model as one graph: (N, 3, H, W) float32 RGB in 0-255 -> the task's activated map
     (N, K, H, W) at a single scale (edges: sigmoid probabilities), H and W dynamic, e.g.
     `pixelnet export --model bsds500-edges --format onnx edges.onnx`. Prints what was written."""
+    from pixelnet.inputs import check_export_target
     from pixelnet.zoo import resolve
 
-    if fmt not in ("onnx", "torchscript"):
-        raise ValueError(f"--format must be onnx or torchscript, got {fmt!r}")
-    if out.is_dir():
-        raise ValueError(f"{out}: is a folder; give the file to write, e.g. {out / ('model.' + ('onnx' if fmt == 'onnx' else 'pt'))}")
+    check_export_target(out, fmt)
     checkpoint = resolve(model)
 
     from pixelnet.export import export as export_model

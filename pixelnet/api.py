@@ -15,9 +15,9 @@ import torch
 
 from pixelnet.data.images import to_rgb8
 from pixelnet.infer import InferConfig
-from pixelnet.inputs import check_size
+from pixelnet.inputs import OutputConfig, check_size
 from pixelnet.model.pixelnet import ModelConfig, PixelNet
-from pixelnet.predict import TileConfig, load_model, predict_image, resolve_device
+from pixelnet.predict import TileConfig, edge_map, load_model, predict_image, resolve_device
 from pixelnet.tasks.base import Task
 from pixelnet.zoo import resolve
 
@@ -75,10 +75,7 @@ class Model:
         if not np.isfinite(e).all() or e.min() < 0 or e.max() > 1:
             raise ValueError("nms expects edge probabilities in [0, 1] (finite), "
                              f"found [{np.nanmin(e):g}, {np.nanmax(e):g}]")
-        # Imported here: numba's import and first compile cost seconds that a plain prediction skips.
-        from pixelnet.metrics.nms import edge_nms
-
-        return edge_nms(e).astype(np.float32)  # (H, W)
+        return edge_map(e, OutputConfig(nms=True))  # (H, W) float32, as `pixelnet predict --nms` writes it
 
     def __repr__(self) -> str:
         return f"<pixelnet.Model {self.task} from {self.path} on {self.device}>"

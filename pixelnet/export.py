@@ -38,10 +38,10 @@ from torch import nn
 
 from pixelnet.atomic import atomic_file
 from pixelnet.dense_head import first_linear
+from pixelnet.inputs import check_export_target
 from pixelnet.model.pixelnet import PixelNet
 from pixelnet.tasks.base import Task
 
-FORMATS = ("onnx", "torchscript")
 OPSET = 18  # Resize (half_pixel, linear) and Pad (edge) as used here are in every opset >= 11
 DYNAMIC = {0: "batch", 2: "height", 3: "width"}  # the axes of the ONNX graph's input and output
 
@@ -117,12 +117,7 @@ def export(model: PixelNet, task: Task, out: Path, format: str = "onnx") -> dict
     takes ~6× longer. TorchScript: ``torch.jit.trace`` (the graph holds no shape-dependent branch,
     so the trace serves every size), for ``torch.jit.load`` in Python or LibTorch (C++).
     """
-    if format not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
-    out = Path(out)
-    if out.is_dir():
-        suffix = "onnx" if format == "onnx" else "pt"
-        raise ValueError(f"{out}: is a folder; give the file to write, e.g. {out / ('model.' + suffix)}")
+    out = check_export_target(out, format)
     if any(p.device.type != "cpu" for p in model.parameters()):
         model = copy.deepcopy(model).cpu()  # exported from the CPU, leaving the caller's model where it is
     net = ExportedPixelNet(model, task).eval()

@@ -122,6 +122,20 @@ def check_size(path: Path, size: tuple[int, int], min_side: int, scales: Sequenc
         raise ValueError(f"{path}: {h}×{w} px, --nms needs at least {NMS_MIN_SIDE} px on each side")
 
 
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+
+def check_export_target(out: Path, format: str) -> Path:
+    """`pixelnet export`'s format and output file, checked before torch starts; errors name them."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    out = Path(out)
+    if out.is_dir():
+        suffix = "onnx" if format == "onnx" else "pt"
+        raise ValueError(f"{out}: is a folder; give the file to write, e.g. {out / ('model.' + suffix)}")
+    return out
+
+
 def check_request(model: Path, images: Sequence[Path], scales: Sequence[float], outputs: OutputConfig,
                   out_dir: Path, recursive: bool = False) -> CheckedInputs:
     """Everything `pixelnet predict` can check before it loads the model; errors name the file."""

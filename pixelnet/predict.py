@@ -60,7 +60,7 @@ from tqdm import tqdm
 from pixelnet.atomic import atomic_file
 from pixelnet.data.folder import read_image
 from pixelnet.infer import InferConfig, activations
-from pixelnet.inputs import CheckedInputs, OutputConfig, check_request, expand_images
+from pixelnet.inputs import CheckedInputs, OutputConfig, check_request
 from pixelnet.model.pixelnet import PixelNet, model_from_checkpoint
 from pixelnet.tasks import TASKS
 from pixelnet.tasks.base import Task
@@ -199,16 +199,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {name}: CUDA is not available on this machine")
     return torch.device(name)
-
-
-def check_inputs(paths: Sequence[Path], recursive: bool = False) -> list[Path]:
-    """Every input, checked before anything is predicted: it exists (a folder stands for its images),
-    it decodes as an image, and no two share a stem (their outputs would overwrite each other).
-    Errors name the file(s). Sizes need the model: `pixelnet.inputs.check_request` checks those too."""
-    paths = expand_images(paths, recursive)
-    for p in paths:
-        read_image(p)  # decodes fully: a truncated or non-image file fails here, before any output
-    return paths
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -139,7 +139,7 @@ def test_cli_export_and_its_errors(tmp_path):
     assert run_onnx(out, np.zeros((32, 40, 3), np.uint8)).shape == (32, 40, 3)
     for args, message in [
         (["--model", str(checkpoint), str(tmp_path)], f"{tmp_path}: is a folder"),
-        (["--model", str(checkpoint), "--format", "tflite", str(out)], "--format must be onnx or torchscript"),
+        (["--model", str(checkpoint), "--format", "tflite", str(out)], "--format must be one of onnx, torchscript, got 'tflite'"),
         (["--model", "no-such-model", str(out)], "no shipped model of that name"),
     ]:
         result = runner.invoke(app, ["export", *args])

@@ -93,11 +93,11 @@ def time_model(bench: PredictBench, image: np.ndarray) -> list[dict]:
 
     model, task, _ = load_model(resolve(bench.model), torch.device("cpu"))
     rows = []
+    params = sum(p.numel() for p in model.parameters())
     for precision in ("fp32", "bf16"):
         for label, scales in SCALES.items():
             config = InferConfig(scales=scales, precision=precision)
             timing = _median_seconds(lambda: activations(model, task, image, config), bench.warmup, bench.repeats)
-            params = sum(p.numel() for p in model.parameters())
             rows.append(_row(f"pixelnet {bench.model}", f"{precision}, scale {label}", timing, f"{params / 1e6:.2f} M parameters"))
     sparse = InferConfig(dense=False, chunk_pixels=65536)
     timing = _median_seconds(lambda: activations(model, task, image, sparse), 1, max(1, bench.repeats // 3))
