@@ -23,6 +23,7 @@ from pixelnet.model.pixelnet import ModelConfig
 from pixelnet.model.trunk import STRIDES
 from pixelnet.plan import AugmentConfig
 from pixelnet.sampling import STRATEGIES, SamplingConfig
+from pixelnet.tasks.edges import AMBIGUOUS
 from pixelnet.train import TrainConfig
 
 DATASETS = tuple(SOURCES)  # synthetic, bsds500, nyud, pascal_context, voc2012, folder
@@ -37,6 +38,8 @@ class ParamsError(ValueError):
 class TaskParams:
     dataset: str = "synthetic"
     consensus: int = 3          # edges: annotators needed for a positive (capped at how many there were)
+    ambiguous: str = "negative"  # edges: pixels marked by fewer annotators than the consensus train as
+                                 # negatives, or "ignore": never drawn (RCF leaves them out of the loss)
     loss: str = "l2"            # normals: "l2" (Euclidean on raw outputs, the paper's) or "cosine"
     # Overrides for this task only of `train` keys (e.g. more iterations for the regression task),
     # `sampling.augment` keys (edges rotate, the others need not) and `model` keys.
@@ -213,6 +216,8 @@ def parse_params(raw: Any) -> Params:
             raise ParamsError(f"tasks.{name}.dataset: {tp.dataset!r} is not in datasets {list(datasets)}")
         if tp.consensus < 1:
             raise ParamsError(f"tasks.{name}.consensus: must be >= 1, got {tp.consensus}")
+        if tp.ambiguous not in AMBIGUOUS:
+            raise ParamsError(f"tasks.{name}.ambiguous: must be one of {', '.join(AMBIGUOUS)}, got {tp.ambiguous!r}")
         if tp.loss not in ("cosine", "l2"):
             raise ParamsError(f"tasks.{name}.loss: must be 'cosine' or 'l2', got {tp.loss!r}")
         tasks[name] = tp

@@ -50,7 +50,7 @@ def make_task(name: str, params: Params, shard_dir: Path | None = None):
     if tp is None:
         raise ValueError(f"tasks.{name}: not configured in params.yaml")
     if name == "edges":
-        return TASKS[name](consensus=tp.consensus, boundary=params.boundary,
+        return TASKS[name](consensus=tp.consensus, ambiguous=tp.ambiguous, boundary=params.boundary,
                            nms=params.evaluate.nms, workers=params.evaluate.workers)
     if name == "normals":
         return TASKS[name](loss_kind=tp.loss)

@@ -59,6 +59,7 @@ from tqdm import tqdm
 
 from pixelnet.atomic import atomic_file
 from pixelnet.data.folder import read_image
+from pixelnet.device import resolve_device
 from pixelnet.infer import InferConfig, activations
 from pixelnet.inputs import CheckedInputs, OutputConfig, check_request
 from pixelnet.model.pixelnet import PixelNet, model_from_checkpoint
@@ -189,16 +190,6 @@ def load_model(path: Path, device: str | torch.device) -> tuple[PixelNet, Task, 
     task, classes = task_from_payload(payload, model.out_channels, Path(path))
     return model.to(device), task, classes
 
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' (CUDA when there is one), 'cpu', 'cuda' or 'cuda:N'."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "cpu" and name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name}: CUDA is not available on this machine")
-    return torch.device(name)
 
 
 # ----------------------------------------------------------------------------- outputs

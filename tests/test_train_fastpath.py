@@ -25,9 +25,12 @@ def _model(bench=TINY):
     return model
 
 
-def test_auto_resolves_to_the_plain_path_on_cpu_and_the_fast_one_when_asked():
-    auto = FastPath.resolve(TrainConfig(device="cpu"))
-    assert (auto.bf16, auto.channels_last, auto.compile) == (False, False, False)
+def test_defaults_take_the_plain_path_on_cpu_and_the_fast_one_when_asked(monkeypatch):
+    plain = FastPath.resolve(TrainConfig(device="cpu"))
+    assert (plain.bf16, plain.channels_last, plain.compile) == (False, False, False)
+    for native in (True, False):  # auto: bf16 exactly where the CPU multiplies bf16 natively
+        monkeypatch.setattr("pixelnet.train.cpu_bf16_native", lambda native=native: native)
+        assert FastPath.resolve(TrainConfig(device="cpu", precision="auto")).bf16 is native
     fast = FastPath.resolve(TrainConfig(device="cpu", precision="bf16", memory_format="channels_last", compile=True))
     assert (fast.bf16, fast.channels_last, fast.compile) == (True, True, True)
     with pytest.raises(ValueError, match="train.precision"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import platform
 import resource
 import statistics
 import time
@@ -20,18 +19,14 @@ from typing import Any
 
 import torch
 
+from pixelnet.device import cpu_model
+
 
 def describe_device(device: torch.device) -> str:
     """A human name for the device, e.g. 'cuda: NVIDIA H100 80GB HBM3' or 'cpu: Intel(R) Xeon(R) … (2 threads)'."""
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"cpu: {name} ({torch.get_num_threads()} threads)"
+    return f"cpu: {cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def _proc_kib(path: str, field: str) -> int | None:

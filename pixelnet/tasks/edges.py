@@ -20,6 +20,19 @@ def positives(record: Record, consensus: int) -> np.ndarray:
     return record["edge"] >= min(consensus, annotators)
 
 
+AMBIGUOUS = ("negative", "ignore")  # what pixels marked by fewer annotators than the consensus train as
+
+
+def strata(record: Record, consensus: int, ambiguous: str = "negative") -> np.ndarray:
+    """(H, W) int32: 1 for a positive, 0 for a negative, and -1 (never drawn) for a pixel some annotators
+    marked but fewer than the consensus, when `ambiguous` is "ignore"."""
+    positive = positives(record, consensus)
+    out = positive.astype(np.int32)
+    if ambiguous == "ignore":
+        out[(record["edge"] > 0) & ~positive] = -1
+    return out
+
+
 def annotations(record: Record) -> list[np.ndarray]:
     """Each annotator's boundary map: stored per annotator when the dataset has them, else the count map."""
     if "boundaries" in record:
@@ -83,6 +96,7 @@ class SobelBaseline:
 @dataclass
 class EdgesTask:
     consensus: int = 3
+    ambiguous: str = "negative"   # or "ignore": pixels below the consensus but marked are never drawn
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
     nms: bool = False    # the edges toolbox's non-maximum suppression before thresholding
     workers: int = 1     # benchmark processes
@@ -90,8 +104,12 @@ class EdgesTask:
     field: str = "edge"
     out_channels: int = 1
 
+    def __post_init__(self) -> None:
+        if self.ambiguous not in AMBIGUOUS:
+            raise ValueError(f"ambiguous must be one of {', '.join(AMBIGUOUS)}, got {self.ambiguous!r}")
+
     def strata(self, record: Record) -> np.ndarray:
-        return positives(record, self.consensus).astype(np.int32)
+        return strata(record, self.consensus, self.ambiguous)
 
     def gather(self, record: Record, indices: np.ndarray) -> np.ndarray:
         return positives(record, self.consensus).ravel()[indices].astype(np.float32)  # (N,)

@@ -20,6 +20,8 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pixelnet.device import cpu_bf16_native, cpu_model
+
 if TYPE_CHECKING:
     import torch
 
@@ -52,17 +54,9 @@ def machine() -> dict:
     """What the weights were made on, for the model card: CPU model, cores, OS, torch."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": cores, "gpu": gpu, "os": platform.platform(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "bf16_native": cpu_bf16_native(), "cores": cores, "gpu": gpu, "os": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__}
 
 
