@@ -7,12 +7,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import map_coordinates
 
 from pipeline import stages
 from pipeline.params import parse_params
 from pixelnet.data.loader import PixelBatches
-from pixelnet.data.shards import read_shards, shard_paths
+from pixelnet.data.shards import read_shards, shard_paths, write_shards
 from pixelnet.data.transforms import warp
 from pixelnet.plan import (AugmentConfig, Plan, auto_draws, draw_affine, inside, move, plan_image, window_strata,
                            window_strata_numpy)
@@ -71,6 +72,31 @@ def test_too_few_valid_pixels_in_the_window_pads_instead_of_failing():
     for k in range(4):
         real = part["pixels"][k, : part["counts"][k]].astype(np.int64)
         assert (strata.ravel()[real] == 0).all() and len(np.unique(real)) == len(real)
+
+
+def test_padding_rows_reach_the_loss_as_neutral_targets(tmp_path):
+    """A padding row (beyond `counts`) points at flat index 0; whatever label pixel 0 holds (here 100:
+    not a class of K = 6 and not 255 = ignore), the row must not reach cross-entropy as a target."""
+    label = np.full((32, 32), 255, np.uint8)
+    label[10:14, 10:14] = 2  # 16 valid pixels in all: fewer than N, so every draw pads
+    label[0, 0] = 100
+    record = {"key": "pad-0", "image": np.zeros((32, 32, 3), np.uint8), "label": label, "meta": {"annotators": 1}}
+    write_shards({"train": [record]}, tmp_path / "shards", "padding", ["c"] * 6, shard_size=4)
+    task = SegmentationTask(num_classes=6)
+    config = SamplingConfig(strategy="uniform", pixels_per_image=50, draws=1, seed=0)
+    augment = AugmentConfig(crop=32, scale=(1.0, 1.0), flip=False)
+    part = plan_image(task.strata(record), "pad-0", config, augment, draws=1)
+    plan = Plan.stack(["pad-0"], [(32, 32)], [part], np.arange(1), augment.crop)
+    batch = next(iter(PixelBatches(shard_paths(tmp_path / "shards", "train"), plan, task, images_per_batch=1)))
+    real = batch.weight[0] > 0  # (N,)
+    assert int(real.sum()) == 16 and (batch.targets[0][real] == 2).all()
+    outputs = torch.randn(50, 6, generator=torch.Generator().manual_seed(0), requires_grad=True)  # (N, K)
+    loss = task.loss(outputs, batch.targets[0], batch.weight[0])  # raised IndexError: target 100 is out of bounds
+    loss.backward()
+    assert torch.isfinite(loss) and not outputs.grad[~real].any()  # padding rows carry no gradient
+    expected = torch.nn.functional.cross_entropy(outputs[real], batch.targets[0][real])
+    torch.testing.assert_close(loss, expected)
+    assert not batch.targets[0][~real].any()  # padding rows: zero targets, whatever pixel 0 holds
 
 
 def test_auto_draws_cover_the_run():

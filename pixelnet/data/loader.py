@@ -30,7 +30,7 @@ from pixelnet.tasks.base import Task
 class Batch:
     images: torch.Tensor   # (B, 3, h, w) uint8
     coords: torch.Tensor   # (B, N, 2) float32 pixel coordinates in the augmented images
-    targets: torch.Tensor  # (B, N, ...) task targets
+    targets: torch.Tensor  # (B, N, ...) task targets; zeros in padding rows
     weight: torch.Tensor   # (B, N) float32: 1 for a planned pixel, 0 for a padding row
     keys: list[str]
     skipped: list[str] = field(default_factory=list)  # bad samples passed over since the last batch
@@ -133,10 +133,21 @@ class PixelBatches(IterableDataset):
                            f"{tuple(plan.sizes[i])} (re-run the sample stage)")
         k = epoch % plan.draws
         pixels = plan.pixels[i, k].astype(np.int64)  # (N,) flat source indices, padding after counts
-        aug = apply_draw(record["image"], pixels, int(plan.counts[i, k]), plan.affine[i, k], plan.crop,
+        count = int(plan.counts[i, k])
+        aug = apply_draw(record["image"], pixels, count, plan.affine[i, k], plan.crop,
                          float(plan.angle[i, k]), bool(plan.flip[i, k]))
-        targets = move_targets(self.task, self.task.gather(record, pixels), aug)
-        return {"key": key, "image": aug.image, "coords": aug.coords, "targets": targets, "weight": aug.valid}
+        return {"key": key, "image": aug.image, "coords": aug.coords, "targets": self._targets(record, pixels, count, aug),
+                "weight": aug.valid}
+
+    def _targets(self, record: dict, pixels: np.ndarray, count: int, aug: Augmented) -> np.ndarray:
+        """(N, ...) targets of the planned rows, zeros in the padding rows. A padding row's pixel index
+        is a placeholder (0), whose target may be anything, e.g. a label no class of the task has:
+        cross-entropy raises on it even at weight 0. Zero is neutral for every task at weight 0
+        (a negative edge, an invalid normal, class 0), so the loss is unchanged."""
+        real = move_targets(self.task, self.task.gather(record, pixels[:count]), aug)  # (count, ...)
+        targets = np.zeros((len(pixels), *real.shape[1:]), real.dtype)  # (N, ...)
+        targets[:count] = real
+        return targets
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
