@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from pipeline.errors import friendly
 
 app = typer.Typer(
     help=(
@@ -33,21 +34,7 @@ ShardsOpt = Annotated[Path, typer.Option("--shards", help="Shard folder of the t
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 
 
-def _friendly(fn):
-    """Turn expected failures into one line on stderr and exit code 2, with no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        # ParamsError and ShardError are ValueErrors: caught without importing their modules, which
-        # import torch (seconds) before `predict` has checked its inputs.
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, KeyError, RuntimeError, FloatingPointError) as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            typer.echo(f"pixelnet {fn.__name__.rstrip('_').replace('_', '-')}: error: {message}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+_friendly = friendly("pixelnet")  # expected failures: one line on stderr, exit code 2 (pipeline/errors.py)
 
 
 def _scales(text: str) -> tuple[float, ...]:
@@ -354,12 +341,11 @@ def card(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Render a shipped model's card (pixelnet/zoo/<name>/README.md) from the recipe's outputs."""
+    from pipeline.card import render
     from pixelnet.zoo import ZOO, WEIGHTS
-    from pixelnet.zoo.card import render
 
-    _params(params)  # validated like every stage's params
     folder = ZOO / name
-    render(name, folder / WEIGHTS, single, multi, dataset, params, notes, command, folder / "README.md")
+    render(name, folder / WEIGHTS, single, multi, dataset, _params(params), notes, command, folder / "README.md")
     typer.echo(f"{folder / 'README.md'}")
 
 

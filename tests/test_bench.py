@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline import bench
 from pipeline.cli import app
+from pixelnet.bench import evaluate_edges
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "bsds500-bench"
 needs_bench = pytest.mark.skipif(not BENCH.is_dir(), reason="../shared/fixtures/bsds500-bench is absent")
@@ -29,11 +29,11 @@ def _args(out: Path, *extra: str) -> list[str]:
 def test_soft_edges_is_a_deterministic_8bit_map() -> None:
     img = np.zeros((32, 40), np.uint8)
     img[:, 20:] = 200  # one vertical step
-    a, b = bench.soft_edges(img), bench.soft_edges(img)
+    a, b = evaluate_edges.soft_edges(img), evaluate_edges.soft_edges(img)
     assert a.dtype == np.uint8 and a.shape == img.shape
     np.testing.assert_array_equal(a, b)
     assert a.max() == 255 and a[:, 19:21].min() > 200 and a[:, :10].max() == 0
-    assert bench.soft_edges(np.full((8, 8), 7, np.uint8)).max() == 0  # flat: no division by zero
+    assert evaluate_edges.soft_edges(np.full((8, 8), 7, np.uint8)).max() == 0  # flat: no division by zero
 
 
 @needs_bench
@@ -89,7 +89,7 @@ def test_subset_for_pyedgeeval_keeps_the_full_run(tmp_path: Path) -> None:
 def test_missing_pyedgeeval_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        bench.importlib.util, "find_spec", lambda name, *a: None if name == "pyEdgeEval" else find_spec(name, *a)
+        evaluate_edges.importlib.util, "find_spec", lambda name, *a: None if name == "pyEdgeEval" else find_spec(name, *a)
     )
     res = runner.invoke(app, _args(tmp_path / "bench"))
     assert res.exit_code != 0

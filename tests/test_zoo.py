@@ -10,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from pipeline.card import parse_card_per_image
 from pipeline.cli import app
 from pixelnet.data.folder import read_image
 from pixelnet.infer import InferConfig
@@ -19,7 +20,6 @@ from pixelnet.model.pixelnet import ModelConfig, PixelNet, load_checkpoint, mode
 from pixelnet.predict import TileConfig, predict_image
 from pixelnet.tasks import TASKS
 from pixelnet.zoo import ZOO, names, resolve, ship
-from pixelnet.zoo.card import parse_card_per_image
 
 BSR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "BSR" / "BSDS500" / "data"
 SHIPPED = "bsds500-edges"

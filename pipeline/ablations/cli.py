@@ -3,7 +3,6 @@ the report (see the package docstring)."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from pipeline.ablations.grid import ARMS, AblationError, GRID, REPORT, load_grid
 from pipeline.ablations.experiments import backfill_evaluation, collect_arms, load_experiments, plan_queue
 from pipeline.ablations.report import render_report
 from pipeline.ablations import experiments
+from pipeline.errors import friendly
 
 ablations_app = typer.Typer(
     help=("The paper's ablations (Tables 1, 2, 4, 11, 15) as DVC experiments: queue the grid's arms, collect "
@@ -28,18 +28,7 @@ TablesOpt = Annotated[str | None, typer.Option("--tables", help="Comma-separated
 ExpJsonOpt = Annotated[Path | None, typer.Option("--exp-json", help="Read this saved `dvc exp show --json` output instead of running `dvc exp show --json -A`.")]
 
 
-def _friendly(fn):
-    """Expected failures: one line on stderr naming the command, exit code 2, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (AblationError, FileNotFoundError) as err:
-            typer.echo(f"pixelnet ablations {fn.__name__}: error: {err}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+_friendly = friendly("pixelnet ablations", errors=(AblationError, FileNotFoundError))
 
 
 @ablations_app.command()
