@@ -1,7 +1,9 @@
-"""The `pixelnet` command: one Typer app whose commands are the DVC stages.
+"""The `pixelnet` command: one Typer app holding the DVC stages and the tools around them.
 
-`dvc repro` runs these with the paths dvc.yaml names; run one by hand the same way, e.g.
+Stages (download, shard, sample, train, evaluate; ship and card in recipes/) are what `dvc repro`
+runs, with the paths dvc.yaml names; run one by hand the same way, e.g.
 ``uv run pixelnet sample edges --shards data/shards/synthetic --out data/samples/edges``.
+Tools (predict, export, evaluate-*, bench, ablations) are for people: no dvc.yaml runs them.
 """
 
 from __future__ import annotations
@@ -16,16 +18,43 @@ import typer
 
 from pipeline.errors import friendly
 
+# The help's panels: what each command is. Stages are run by dvc.yaml with the paths it names and
+# read params.yaml; tools are run by people on their own files.
+STAGES = "Pipeline stages (dvc repro runs these; knobs in params.yaml)"
+RECIPE_STAGES = "Shipping a model (stages of recipes/<model>/dvc.yaml)"
+USE = "Use a model on your images"
+SCORE = "Score any model's outputs (the protocols evaluate uses)"
+MEASURE = "Benchmarks and the paper's ablations"
+
 app = typer.Typer(
     help=(
-        "PixelNet pipeline: sparse hypercolumns + MLP head for edges, surface normals and semantic "
-        "segmentation. Each command is one DVC stage (download → shard → sample → train → evaluate); "
-        "every knob lives in params.yaml."
+        "PixelNet: sparse hypercolumns + MLP head for edges, surface normals and semantic segmentation. "
+        "Edges of your photo: pixelnet predict --model bsds500-edges photo.jpg --out edges/. "
+        "The pipeline stages (download → shard → sample → train → evaluate) are what dvc repro runs, "
+        "every knob in params.yaml; predict, export, evaluate-*, bench and ablations are tools you run yourself."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    """--version: the installed distribution's version (pyproject.toml's), read without importing torch."""
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"pixelnet {version('pixelnet')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the installed pixelnet version and exit.")] = False,
+) -> None:
+    """Options before any command: --version."""
+
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml holding every knob (see README).")]
 TaskArg = Annotated[str, typer.Argument(help="Task: edges, normals or segmentation.")]
@@ -70,7 +99,7 @@ def _check_task(task: str, params) -> None:
         raise ValueError(f"tasks.{task}: not configured in params.yaml")
 
 
-@app.command()
+@app.command(rich_help_panel=STAGES, short_help="Bring a dataset in as published (checksum-verified), or render the synthetic scenes.")
 @_friendly
 def download(
     dataset: DatasetArg,
@@ -87,7 +116,7 @@ def download(
     typer.echo(f"{dataset}: {info.get('counts')} → {out}")
 
 
-@app.command()
+@app.command(rich_help_panel=STAGES, short_help="Pack a dataset into WebDataset tar shards with a manifest.")
 @_friendly
 def shard(
     dataset: DatasetArg,
@@ -104,7 +133,7 @@ def shard(
     typer.echo(f"{dataset}: {counts} samples in {sum(len(v['shards']) for v in manifest['splits'].values())} shards → {out}")
 
 
-@app.command()
+@app.command(rich_help_panel=STAGES, short_help="Plan training: each image's augmentation and the N pixels it trains on.")
 @_friendly
 def sample(
     task: TaskArg,
@@ -128,7 +157,7 @@ def sample(
     typer.echo(json.dumps(summary, indent=2))
 
 
-@app.command()
+@app.command(rich_help_panel=STAGES, short_help="Train PixelNet on one task from the sampling plan.")
 @_friendly
 def train(
     task: TaskArg,
@@ -148,7 +177,7 @@ def train(
     typer.echo(json.dumps(summary))
 
 
-@app.command()
+@app.command(rich_help_panel=STAGES, short_help="Score a trained model on the test split against a trivial baseline; pictures.")
 @_friendly
 def evaluate(
     task: TaskArg,
@@ -173,7 +202,7 @@ def evaluate(
     typer.echo(json.dumps(metrics))
 
 
-@app.command("evaluate-edges")
+@app.command("evaluate-edges", rich_help_panel=SCORE, short_help="BSDS benchmark (ODS / OIS / AP) of any edge maps, e.g. predict's output.")
 @_friendly
 def evaluate_edges(
     predictions: Annotated[Path, typer.Option("--predictions", help="Folder of edge maps, one per ground-truth <id>: <id>.png (8/16-bit), <id>.npy (float in [0, 1]), <id>.mat (official ucm2), or <id>_edges.png / <id>_edges.npy as `pixelnet predict` writes them.")],
@@ -204,7 +233,7 @@ def evaluate_edges(
         typer.echo(f"scored {len(res.per_image)} of {len(ground_truth_files(ground_truth))} ground-truth images (--subset)")
 
 
-@app.command("evaluate-normals")
+@app.command("evaluate-normals", rich_help_panel=SCORE, short_help="Angular error (NYUDv2 protocol) of any predicted normals.")
 @_friendly
 def evaluate_normals(
     predictions: Annotated[Path, typer.Option("--predictions", help="Folder of <stem>.npy predicted normals, (H, W, 3) float; need not be unit length.")],
@@ -222,7 +251,7 @@ def evaluate_normals(
                f"({m['images']} images, {m['valid_pixels']} valid pixels) → {out}")
 
 
-@app.command("evaluate-segmentation")
+@app.command("evaluate-segmentation", rich_help_panel=SCORE, short_help="mIoU and pixel accuracy of any predicted label maps.")
 @_friendly
 def evaluate_segmentation(
     predictions: Annotated[Path, typer.Option("--predictions", help="Folder of <stem>.png predicted class ids (one channel: palette or grey).")],
@@ -247,7 +276,7 @@ def evaluate_segmentation(
                f"{m['mean_class_accuracy']:.4f}  ({m['images']} images) → {out}")
 
 
-@app.command()
+@app.command(rich_help_panel=USE, short_help="Edges, normals or segmentation of your own images with a shipped or trained model.")
 @_friendly
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Images, or folders of them (.jpg .jpeg .png .bmp .tif .tiff .webp .gif, any case; hidden files skipped), in any format PIL reads: JPEG, PNG, grey, RGBA with alpha dropped, 16-bit scaled to 8, float TIFF in [0, 1] or [0, 255], EXIF-rotated JPEG predicted as displayed; not animations or multi-page files. All are checked before torch starts and before anything is written: each must decode and be at least the model's deepest stride (e.g. 16 px) on each side at every scale. Outputs are named by the stem, which must differ between inputs.")],
@@ -293,7 +322,7 @@ def predict(
                + f" → {out}")
 
 
-@app.command()
+@app.command(rich_help_panel=USE, short_help="Export a model as one ONNX or TorchScript graph.")
 @_friendly
 def export(
     out: Annotated[Path, typer.Argument(help="The file to write (e.g. edges.onnx); written under a temporary name, then renamed. Not a folder.")],
@@ -316,7 +345,7 @@ def export(
     typer.echo(json.dumps(export_model(net, task, out, fmt)))
 
 
-@app.command()
+@app.command(rich_help_panel=RECIPE_STAGES, short_help="Ship trained weights into pixelnet/zoo/ (float16, no optimizer state).")
 @_friendly
 def ship(
     checkpoint: Annotated[Path, typer.Argument(help="A model.pt written by the train stage.")],
@@ -329,7 +358,7 @@ def ship(
     typer.echo(json.dumps(ship_weights(checkpoint, out)))
 
 
-@app.command()
+@app.command(rich_help_panel=RECIPE_STAGES, short_help="Render a shipped model's card from the recipe's outputs.")
 @_friendly
 def card(
     name: Annotated[str, typer.Argument(help="The shipped model's name (its folder under pixelnet/zoo/).")],
@@ -351,9 +380,11 @@ def card(
 
 from pipeline.bench import bench_app  # noqa: E402  (a sub-app: `pixelnet bench ...`)
 
-app.add_typer(bench_app, name="bench")
+app.add_typer(bench_app, name="bench", rich_help_panel=MEASURE,
+              short_help="Time pixelnet against reference implementations; write bench.json and bench.md.")
 from pipeline.ablations import ablations_app  # noqa: E402  (a sub-app: `pixelnet ablations ...`)
-app.add_typer(ablations_app, name="ablations")
+app.add_typer(ablations_app, name="ablations", rich_help_panel=MEASURE,
+              short_help="The paper's ablation tables as DVC experiments: queue, collect, render.")
 
 
 def main() -> None:

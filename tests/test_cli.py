@@ -78,3 +78,50 @@ def test_sample_with_more_pixels_than_a_window_holds_pads_and_says_so(tmp_path, 
     assert rows["padded"] >= rows["planned"] // (32 * 32 + 1) and rows["images_with_padding"] == 8
     assert rows["inside_window"] == rows["real"] > 0
     assert (out / "plan.npz").is_file() and (out / "summary.json").is_file()
+
+
+def _help_panels(text: str) -> dict[str, list[str]]:
+    """The top-level help's panels (rich boxes) -> the commands listed in each, in order."""
+    panels: dict[str, list[str]] = {}
+    title = None
+    for line in text.splitlines():
+        if line.startswith("╭─ "):
+            title = line[3:].split(" ─")[0].strip()
+            panels[title] = []
+        elif title and line.startswith("│ ") and line[2] != " ":  # a command's first line, not a wrapped one
+            panels[title].append(line[2:].split()[0])
+    return panels
+
+
+def test_version_is_the_package_version():
+    import importlib.metadata
+    import tomllib
+    from pathlib import Path
+
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    assert importlib.metadata.version("pixelnet") == declared
+    assert _ok(["--version"]).output == f"pixelnet {declared}\n"
+
+
+def test_banner_says_which_commands_are_stages_and_which_are_tools():
+    """The commands dvc.yaml files run are listed as stages, and nothing else is."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    run_by_dvc = set()
+    for dvc_yaml in [root / "dvc.yaml", *sorted((root / "recipes").glob("*/dvc.yaml"))]:
+        run_by_dvc |= set(re.findall(r"cmd:\s*pixelnet ([\w-]+)", dvc_yaml.read_text()))
+    assert {"download", "shard", "sample", "train", "evaluate"} <= run_by_dvc
+
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert "Each command is one DVC stage" not in result.output
+    panels = _help_panels(result.output)
+    stages = {c for title, commands in panels.items() if "stage" in title.lower() for c in commands}
+    tools = {c for title, commands in panels.items() if "stage" not in title.lower() and title != "Options" for c in commands}
+    assert stages == run_by_dvc, panels
+    assert {"predict", "export", "evaluate-edges", "evaluate-normals", "evaluate-segmentation", "bench", "ablations"} <= tools
+    registered = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+    assert registered | {"bench", "ablations"} == stages | tools and not stages & tools
+    assert "--version" in panels["Options"]
