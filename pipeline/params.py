@@ -8,14 +8,17 @@ params.yaml.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+# The typed-mapping checker shared with the ablation grid (torch-free), under this module's short names.
+from pipeline.typed import ParamsError
+from pipeline.typed import make as _make
+from pipeline.typed import typecheck as _typecheck
+from pipeline.typed import typed_fields as _fields
 from pixelnet.data.registry import SOURCES
 from pixelnet.infer import InferConfig
 from pixelnet.metrics.edges import BoundaryConfig
@@ -28,10 +31,6 @@ from pixelnet.train import TrainConfig
 
 DATASETS = tuple(SOURCES)  # synthetic, bsds500, nyud, pascal_context, voc2012, folder
 TASK_NAMES = ("edges", "normals", "segmentation")
-
-
-class ParamsError(ValueError):
-    """A params.yaml problem; the message starts with the dotted key."""
 
 
 @dataclass(frozen=True)
@@ -87,76 +86,6 @@ class Params:
     def boundary(self) -> BoundaryConfig:
         e = self.evaluate
         return BoundaryConfig(thresholds=e.thresholds, max_dist=e.max_dist, thin=e.thin)
-
-
-def _typecheck(value: Any, hint: Any, key: str) -> Any:
-    """Return value converted to `hint` (lists to tuples, ints to floats) or raise naming `key`."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(hint):
-            try:
-                return _typecheck(value, arm, key)
-            except ParamsError:
-                continue
-        raise ParamsError(f"{key}: expected {hint}, got {value!r}")
-    if hint is type(None):
-        if value is None:
-            return None
-    elif hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    elif origin is tuple:
-        args = typing.get_args(hint)
-        if isinstance(value, (list, tuple)):
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_typecheck(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-            if len(value) == len(args):
-                return tuple(_typecheck(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    else:
-        raise TypeError(f"unsupported type {hint} for {key}")
-    name = getattr(hint, "__name__", str(hint))
-    raise ParamsError(f"{key}: expected {name}, got {value!r} ({type(value).__name__})")
-
-
-def _fields(cls: type, mapping: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Typed keyword arguments for `cls` from `mapping`, rejecting unknown keys."""
-    if mapping is None:
-        mapping = {}
-    if not isinstance(mapping, dict):
-        raise ParamsError(f"{prefix}: expected a mapping, got {mapping!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if key not in names:
-            raise ParamsError(f"{prefix}.{key}: unknown key; allowed under {prefix}: {', '.join(names)}")
-        out[key] = _typecheck(value, hints[key], f"{prefix}.{key}")
-    return out
-
-
-def _make(cls: type, kwargs: dict[str, Any], prefix: str) -> Any:
-    """Construct, turning the dataclass's own range checks into ParamsError with the dotted key."""
-    try:
-        return cls(**kwargs)
-    except ValueError as err:
-        message = str(err)
-        section = prefix.split(".")[-1]
-        if not message.startswith(prefix):
-            # Range checks name "section.field" or a bare field; make it the full dotted key.
-            if message.startswith(section + "."):
-                message = prefix + message[len(section):]
-            else:
-                message = f"{prefix}.{message}"
-        raise ParamsError(message) from err
 
 
 def _per_task(cls: type, shared: dict[str, Any], tasks: dict[str, TaskParams], section: str) -> dict[str, Any]:

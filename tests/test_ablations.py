@@ -227,8 +227,8 @@ def test_queue_after_a_kill_requeues_only_unfinished_arms(tmp_path: Path, monkey
     running with no process; queue marks it failed, removes it and queues it again, leaves queued arms
     where they are and runs nothing for finished ones. A live running arm is left alone."""
     calls: list[list[str]] = []
-    monkeypatch.setattr(ablations.experiments, "_run", lambda argv, check=True: calls.append(list(argv)))
-    monkeypatch.setattr(ablations.experiments, "_dirty_files", lambda: [])
+    monkeypatch.setattr(ablations.experiments, "run_command", lambda argv, check=True: calls.append(list(argv)))
+    monkeypatch.setattr(ablations.experiments, "dirty_files", lambda: [])
     res = _queue("--tables", "t1,t2,t11")
     assert res.exit_code == 0, res.output
     assert [shlex.join(c) for c in calls] == [
@@ -250,8 +250,8 @@ def test_queue_after_a_kill_requeues_only_unfinished_arms(tmp_path: Path, monkey
 
 
 def test_queue_refuses_a_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ablations.experiments, "_run", lambda argv, check=True: pytest.fail(f"ran {argv}"))
-    monkeypatch.setattr(ablations.experiments, "_dirty_files", lambda: ["params.yaml"])
+    monkeypatch.setattr(ablations.experiments, "run_command", lambda argv, check=True: pytest.fail(f"ran {argv}"))
+    monkeypatch.setattr(ablations.experiments, "dirty_files", lambda: ["params.yaml"])
     res = _queue("--tables", "t2")
     assert res.exit_code == 2 and "params.yaml" in res.output and "--allow-dirty" in res.output
 
@@ -357,6 +357,25 @@ def test_grid_and_override_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ablations.AblationError, match="params.yaml has no key sampling.pixel_per_image"):
         ablations.apply_overrides(params, ("sampling.pixel_per_image=100",), "t1/x")
     assert ablations.apply_overrides(params, ("train.lr=1e-3",), "x")["train"]["lr"] == 0.001  # a number, as DVC reads it
+
+
+def test_grid_is_read_by_the_typed_checker_of_params(tmp_path: Path) -> None:
+    """Unknown keys, missing keys and wrong types are errors naming the file and the dotted key, as in params.yaml."""
+    bad = tmp_path / "grid.yaml"
+    for edit, match in [
+        (lambda raw: raw["tables"][0]["columns"][0].update(colour="red"), r"grid.yaml: tables.t1.columns.iou.colour: unknown key"),
+        (lambda raw: raw["tables"][0].pop("title"), r"grid.yaml: tables.t1.title: missing"),
+        (lambda raw: raw["tables"][0].update(paper_table="one"), r"grid.yaml: tables.t1.paper_table: expected int, got 'one'"),
+        (lambda raw: raw["tables"][0]["rows"][0]["paper"].update(iou="x"), r"tables.t1.rows.all.paper.iou: expected float"),
+        (lambda raw: raw["tables"][0]["rows"][0]["paper"].update(nope=1.0), r"tables.t1.rows.all.paper.nope: not a column of t1"),
+        (lambda raw: raw["tables"][2]["plots"][0].update(x="lr"), r"tables.t11.plots.vs-n.x / series must be numeric budget keys"),
+        (lambda raw: raw.update(extra=1), r"grid.yaml: extra: unknown key; allowed under the top level: prefix, tables"),
+    ]:
+        raw = yaml.safe_load(GRID.read_text())
+        edit(raw)
+        bad.write_text(yaml.safe_dump(raw))
+        with pytest.raises(ablations.AblationError, match=match):
+            ablations.load_grid(bad)
 
 
 # ----------------------------------------------------------------------------- failed runs, noise, evaluation
@@ -564,7 +583,7 @@ def test_backfill_reads_the_evaluation_settings_from_the_baseline_params(tmp_pat
         shown.append(list(argv))
         return type("Done", (), {"stdout": text, "returncode": 0})()
 
-    monkeypatch.setattr(ablations.experiments, "_run", fake_run)
+    monkeypatch.setattr(ablations.experiments, "run_command", fake_run)
     arms = tmp_path / "arms"
     (arms / "t1").mkdir(parents=True)
     grid = ablations.load_grid(GRID)

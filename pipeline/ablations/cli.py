@@ -56,7 +56,7 @@ def queue(
     if dry_run or not plans:
         typer.echo(f"{len(plans)} arm(s) to queue" + (" (dry run: nothing queued)" if dry_run else ""))
         return
-    dirty = experiments._dirty_files()
+    dirty = experiments.dirty_files()
     if dirty and not allow_dirty:
         raise AblationError(f"uncommitted changes to tracked files ({', '.join(dirty[:8])}): queued experiments would "
                             f"carry them; commit or stash them, or pass --allow-dirty")
@@ -64,7 +64,7 @@ def queue(
     for steps in plans:
         try:
             for step in steps:
-                experiments._run(step)
+                experiments.run_command(step)
         except AblationError as err:
             failed += 1
             typer.echo(f"  {err}", err=True)

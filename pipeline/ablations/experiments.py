@@ -70,7 +70,7 @@ def load_experiments(exp_json: Path | None) -> dict[str, list[ExpRecord]]:
             if isinstance(err, AblationError):
                 raise
             raise AblationError(f"--exp-json {exp_json}: {err}") from None
-    done = _run(["dvc", "exp", "show", "--json", "-A"])
+    done = run_command(["dvc", "exp", "show", "--json", "-A"])
     try:
         return read_experiments(json.loads(done.stdout), "dvc exp show --json -A")
     except ValueError as err:
@@ -79,7 +79,7 @@ def load_experiments(exp_json: Path | None) -> dict[str, list[ExpRecord]]:
         raise AblationError(f"dvc exp show --json -A: not JSON ({err})") from None
 
 
-def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+def run_command(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
     """Run dvc / git with list arguments (no shell); `dvc` is this environment's."""
     cmd = list(argv)
     if cmd[0] == "dvc":
@@ -116,7 +116,7 @@ def arm_state(arm: Arm, experiments: dict[str, list[ExpRecord]], arms: Path) -> 
     other params: a stale experiment of the same name), no-metrics, running, dead (running, but its
     process is gone: the queue was killed), queued, failed or missing."""
     saved = arm_file(arms, arm)
-    if saved.is_file() and _read_json(saved).get("overrides") == list(arm.overrides):
+    if saved.is_file() and read_json(saved).get("overrides") == list(arm.overrides):
         return "collected", None
     records = experiments.get(arm.experiment, [])
     done = _finished(records, arm)
@@ -134,7 +134,7 @@ def arm_state(arm: Arm, experiments: dict[str, list[ExpRecord]], arms: Path) -> 
     return "missing", None
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
@@ -204,8 +204,8 @@ def plan_queue(grid: Grid, tables: tuple[Table, ...], experiments: dict[str, lis
     return lines, plans
 
 
-def _dirty_files() -> list[str]:
-    done = _run(["git", "status", "--porcelain", "--untracked-files=no"])
+def dirty_files() -> list[str]:
+    done = run_command(["git", "status", "--porcelain", "--untracked-files=no"])
     return [line[3:] for line in done.stdout.splitlines() if line.strip()]
 
 
@@ -270,7 +270,7 @@ def backfill_evaluation(tables: tuple[Table, ...], arms: Path) -> list[str]:
             path = arm_file(arms, arm)
             if not path.is_file():
                 continue
-            doc = _read_json(path)
+            doc = read_json(path)
             if "evaluation" in doc:
                 lines.append(f"{arm.key:28s} has its evaluation settings; kept")
                 continue
@@ -278,7 +278,7 @@ def backfill_evaluation(tables: tuple[Table, ...], arms: Path) -> list[str]:
             if not isinstance(rev, str) or not rev:
                 raise AblationError(f"{path}: no baseline_rev to read params.yaml from")
             if rev not in base:
-                text = _run(["git", "show", f"{rev}:params.yaml"]).stdout
+                text = run_command(["git", "show", f"{rev}:params.yaml"]).stdout
                 try:
                     base[rev] = yaml.safe_load(text)
                 except yaml.YAMLError as err:
@@ -307,7 +307,7 @@ def _copy_curves(arm: Arm, rev: str, folder: Path) -> list[str]:
         wanted.append(("reports/edges/eval_bdry_thr.txt", f"{arm.name}.pr.txt"))
     notes = []
     for src, dst in wanted:
-        done = _run(["git", "show", f"{rev}:{src}"], check=False)
+        done = run_command(["git", "show", f"{rev}:{src}"], check=False)
         if done.returncode != 0:
             notes.append(f"    no {src} in {rev[:7]}: no curve for {arm.key}")
             continue

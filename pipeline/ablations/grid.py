@@ -1,5 +1,9 @@
 """The ablation grid (recipes/ablations/grid.yaml): tables, their columns, rows and arms, each arm's
-`-S` overrides; applying overrides to params as DVC does, and reading an arm's budget back."""
+`-S` overrides; applying overrides to params as DVC does, and reading an arm's budget back.
+
+The grid file is read through typed dataclasses by the same checker as params.yaml
+(`pipeline.typed`): an unknown key, a missing one, a wrong type or a value out of range raises an
+error naming the file and the dotted key (``grid.yaml: tables.t1.arms.p4-seg.task: ...``)."""
 
 from __future__ import annotations
 
@@ -7,22 +11,26 @@ import copy
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.typed import ParamsError, build
 
 GRID = Path("recipes/ablations/grid.yaml")
 ARMS = Path("reports/ablations/arms")
 REPORT = Path("reports/ablations")
 TASKS = ("edges", "normals", "segmentation")
 SOURCES = ("bsds500",)  # datasets whose local path `queue` passes in (never written into the grid)
-_AXIS = {"pixels_per_image": ("N", "N, pixels per image"), "images_per_batch": ("M", "M, images a step"),
-         "pixels_per_batch": ("N × M", "N × M, pixels a step"), "iterations": ("steps", "training steps"),
-         "crop": ("crop", "window side, px"), "positive_fraction": ("positives", "share of positives")}
+# The budget keys a plot may put on an axis: (short name, axis label).
+AXES = {"pixels_per_image": ("N", "N, pixels per image"), "images_per_batch": ("M", "M, images a step"),
+        "pixels_per_batch": ("N × M", "N × M, pixels a step"), "iterations": ("steps", "training steps"),
+        "crop": ("crop", "window side, px"), "positive_fraction": ("positives", "share of positives")}
 BUDGET_KEYS = ("iterations", "lr_steps", "pixels_per_image", "images_per_batch", "pixels_per_batch", "crop",
                "strategy", "positive_fraction", "head", "head_batch_norm", "dataset")
+SEED_KEYS = ("train.seed", "sampling.seed")  # the model's initialisation; the plan (windows, pixels, order)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -31,7 +39,7 @@ class AblationError(ValueError):
     """A grid, experiment or arm-file problem; the message names the file, arm or dotted key."""
 
 
-# ----------------------------------------------------------------------------- the grid
+# ----------------------------------------------------------------------------- the grid file, as written
 
 @dataclass(frozen=True)
 class Column:
@@ -39,10 +47,20 @@ class Column:
     label: str
     task: str
     metric: str
-    scale: float
-    fmt: str
-    better: str
-    tol: float
+    better: str                  # higher | lower
+    scale: float = 1.0
+    fmt: str = ".3f"
+    tol: float = 0.0             # preset tolerance in the displayed unit
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task: {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.better not in ("higher", "lower"):
+            raise ValueError(f"better: must be higher or lower, got {self.better!r}")
+        if not re.fullmatch(r"\.\d+f", self.fmt):
+            raise ValueError(f"fmt: must look like .1f, got {self.fmt!r}")
+        if self.tol < 0:
+            raise ValueError(f"tol: must be >= 0, got {self.tol}")
 
     def show(self, value: float | None) -> str:
         return "—" if value is None else format(value, self.fmt)
@@ -57,9 +75,109 @@ class Column:
 class Row:
     id: str
     label: str
-    ours: str
-    paper: dict[str, float]
+    ours: str = ""
+    paper: dict[str, float] = field(default_factory=dict)
 
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm as the grid writes it: the table row it fills, its task and its own `-S` overrides."""
+
+    name: str
+    row: str
+    task: str
+    set: tuple[str, ...]
+    columns: tuple[str, ...] = ()  # default: every column of its task
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task: {self.task!r} is not one of {', '.join(TASKS)}")
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """`repeats: {seeds: [1, 2], arms: [name, ...]}`: the named arms again under each seed."""
+
+    seeds: tuple[int, ...]
+    arms: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.seeds or any(s < 1 for s in self.seeds) or len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"seeds: distinct integers >= 1 (0 is params.yaml's, the arms' own), got {list(self.seeds)!r}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: str                    # beats: rows[0] better than rows[1]; matches: equal within tolerance
+    rows: tuple[str, str]
+    text: str
+    reason_if_disagrees: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("beats", "matches"):
+            raise ValueError(f"kind: must be beats or matches, got {self.kind!r}")
+
+    @property
+    def reason(self) -> str:
+        return self.reason_if_disagrees
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    id: str
+    x: str                       # a budget key of AXES
+    columns: tuple[str, ...]
+    title: str = ""
+    series: str | None = None    # a budget key of AXES: one line per value
+    logx: bool = False
+
+    def __post_init__(self) -> None:
+        if self.x not in AXES or self.series not in (None, *AXES):
+            raise ValueError(f"x / series must be numeric budget keys ({', '.join(AXES)}), got {self.x!r} / {self.series!r}")
+
+
+@dataclass(frozen=True)
+class Drawn:
+    stratum: str | int           # a key of sampling.json's share_per_stratum ("1": edge pixels)
+    label: str                   # what the report calls it, e.g. "positives"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stratum", str(self.stratum))  # JSON keys are text
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table as the grid writes it; its lists of items are read by the item dataclasses above."""
+
+    id: str
+    paper_table: int
+    title: str
+    claim: str
+    base: tuple[str, ...]
+    columns: tuple[dict[str, Any], ...]
+    rows: tuple[dict[str, Any], ...]
+    arms: tuple[dict[str, Any], ...]
+    setting: str = ""
+    equal_budget: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    repeats: dict[str, Any] | None = None
+    claims: tuple[dict[str, Any], ...] = ()
+    plots: tuple[dict[str, Any], ...] = ()
+    drawn: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not set(self.equal_budget) <= set(BUDGET_KEYS) or not set(self.requires) <= set(SOURCES):
+            raise ValueError(f"equal_budget must name budget keys ({', '.join(BUDGET_KEYS)}) and requires sources "
+                             f"({', '.join(SOURCES)}), got {list(self.equal_budget)} / {list(self.requires)}")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    prefix: str                  # experiment names are <prefix>-<table>-<arm>
+    tables: tuple[dict[str, Any], ...]
+
+
+# ----------------------------------------------------------------------------- the grid, checked
 
 @dataclass(frozen=True)
 class Arm:
@@ -89,30 +207,6 @@ class Arm:
     def sampling_file(self) -> str:
         """The sample stage's summary of the arm's plan (a DVC metrics file: `dvc exp show` has it)."""
         return f"reports/{self.task}/sampling.json"
-
-
-@dataclass(frozen=True)
-class Claim:
-    kind: str                    # beats: rows[0] better than rows[1]; matches: equal within tolerance
-    rows: tuple[str, str]
-    text: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class PlotSpec:
-    id: str
-    title: str
-    x: str
-    series: str | None
-    columns: tuple[str, ...]
-    logx: bool
-
-
-@dataclass(frozen=True)
-class Drawn:
-    stratum: str                 # a key of sampling.json's share_per_stratum ("1": edge pixels)
-    label: str                   # what the report calls it, e.g. "positives"
 
 
 @dataclass(frozen=True)
@@ -158,15 +252,6 @@ class Grid:
         return tuple(t for t in self.tables if t.id in wanted)
 
 
-def _need(mapping: Any, key: str, where: str, kind: type | tuple[type, ...] = str) -> Any:
-    if not isinstance(mapping, dict) or key not in mapping:
-        raise AblationError(f"{where}.{key}: missing")
-    value = mapping[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise AblationError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
-
-
 def _ids(items: list, where: str) -> None:
     seen = Counter(items)
     for item, n in seen.items():
@@ -176,119 +261,107 @@ def _ids(items: list, where: str) -> None:
             raise AblationError(f"{where}: {item!r} appears {n} times")
 
 
-def _table(raw: dict, prefix: str, where: str) -> Table:
-    tid = _need(raw, "id", where)
-    where = f"{where.rsplit('[', 1)[0]}.{tid}"
-    base = tuple(_need(raw, "base", where, list))
-    for i, text in enumerate(base):
-        parse_override(text, f"{where}.base[{i}]")
-    columns = []
-    for i, c in enumerate(_need(raw, "columns", where, list)):
-        w = f"{where}.columns[{i}]"
-        col = Column(_need(c, "id", w), _need(c, "label", w), _need(c, "task", w), _need(c, "metric", w),
-                     float(c.get("scale", 1)), str(c.get("fmt", ".3f")), _need(c, "better", w), float(c.get("tol", 0)))
-        if col.task not in TASKS:
-            raise AblationError(f"{w}.task: {col.task!r} is not one of {', '.join(TASKS)}")
-        if col.better not in ("higher", "lower"):
-            raise AblationError(f"{w}.better: must be higher or lower, got {col.better!r}")
-        if not re.fullmatch(r"\.\d+f", col.fmt) or col.tol < 0:
-            raise AblationError(f"{w}: fmt must look like .1f and tol be >= 0, got {col.fmt!r}, {col.tol}")
-        columns.append(col)
-    _ids([c.id for c in columns], f"{where}.columns")
-    col_ids = {c.id: c for c in columns}
-    rows = []
-    for i, r in enumerate(_need(raw, "rows", where, list)):
-        w = f"{where}.rows[{i}]"
-        paper = r.get("paper") or {}
-        for cid, value in paper.items():
-            if cid not in col_ids or isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise AblationError(f"{w}.paper.{cid}: not a column of {tid} with a number ({value!r})")
-        rows.append(Row(_need(r, "id", w), _need(r, "label", w), str(r.get("ours", "")),
-                        {k: float(v) for k, v in paper.items()}))
+def _key(parent: str, raw: Any, i: int, name_field: str) -> str:
+    """The dotted key of item i of a list: parent.<its name> when it has one, else parent[i]."""
+    name = raw.get(name_field) if isinstance(raw, dict) else None
+    return f"{parent}.{name}" if isinstance(name, str) and name else f"{parent}[{i}]"
+
+
+def _items(cls: type, raws: tuple, parent: str, name_field: str | None = None) -> list:
+    """Each mapping of a list read as `cls`, its errors named by the item's name (or index)."""
+    return [build(cls, raw, _key(parent, raw, i, name_field) if name_field else f"{parent}[{i}]")
+            for i, raw in enumerate(raws)]
+
+
+def _rows(spec: TableSpec, columns: list[Column], where: str) -> list[Row]:
+    rows = _items(Row, spec.rows, f"{where}.rows", "id")
+    for row in rows:
+        for cid in row.paper:
+            if cid not in {c.id for c in columns}:
+                raise AblationError(f"{where}.rows.{row.id}.paper.{cid}: not a column of {spec.id}")
     _ids([r.id for r in rows], f"{where}.rows")
+    return rows
+
+
+def _arms(spec: TableSpec, columns: list[Column], rows: list[Row], prefix: str, where: str) -> list[Arm]:
+    """The table's arms: each fills its columns of one row, and no two fill the same cell."""
+    col_ids = {c.id: c for c in columns}
     row_ids = {r.id for r in rows}
     arms, filled = [], set()
-    for i, a in enumerate(_need(raw, "arms", where, list)):
-        w = f"{where}.arms[{i}]"
-        name, task, row = _need(a, "name", w), _need(a, "task", w), _need(a, "row", w)
-        w = f"{where}.arms.{name}"
-        if task not in TASKS:
-            raise AblationError(f"{w}.task: {task!r} is not one of {', '.join(TASKS)}")
-        if row not in row_ids:
-            raise AblationError(f"{w}.row: {row!r} is not a row of {tid} ({', '.join(sorted(row_ids))})")
-        own = tuple(_need(a, "set", w, list))
-        for j, text in enumerate(own):
+    for a in _items(ArmSpec, spec.arms, f"{where}.arms", "name"):
+        w = f"{where}.arms.{a.name}"
+        if a.row not in row_ids:
+            raise AblationError(f"{w}.row: {a.row!r} is not a row of {spec.id} ({', '.join(sorted(row_ids))})")
+        for j, text in enumerate(a.set):
             parse_override(text, f"{w}.set[{j}]")
-        cols = tuple(a.get("columns") or [c.id for c in columns if c.task == task])
+        cols = a.columns or tuple(c.id for c in columns if c.task == a.task)
         for cid in cols:
-            if cid not in col_ids or col_ids[cid].task != task:
-                raise AblationError(f"{w}.columns: {cid!r} is not a {task} column of {tid}")
-            if (row, cid) in filled:
-                raise AblationError(f"{w}.columns: row {row!r} column {cid!r} is already filled by another arm")
-            filled.add((row, cid))
-        arms.append(Arm(tid, name, row, task, base + own, cols, f"{prefix}-{tid}-{name}"))
+            if cid not in col_ids or col_ids[cid].task != a.task:
+                raise AblationError(f"{w}.columns: {cid!r} is not a {a.task} column of {spec.id}")
+            if (a.row, cid) in filled:
+                raise AblationError(f"{w}.columns: row {a.row!r} column {cid!r} is already filled by another arm")
+            filled.add((a.row, cid))
+        arms.append(Arm(spec.id, a.name, a.row, a.task, spec.base + a.set, cols, f"{prefix}-{spec.id}-{a.name}"))
     _ids([a.name for a in arms], f"{where}.arms")
-    repeats = _repeats(raw.get("repeats"), arms, f"{where}.repeats")
-    _ids([a.name for a in arms + repeats], f"{where}.arms and repeats")
-    claims = []
-    for i, c in enumerate(raw.get("claims") or []):
-        w = f"{where}.claims[{i}]"
-        kind, pair = _need(c, "kind", w), _need(c, "rows", w, list)
-        if kind not in ("beats", "matches") or len(pair) != 2 or not set(pair) <= row_ids:
-            raise AblationError(f"{w}: kind must be beats or matches and rows two rows of {tid}, got {kind!r} {pair!r}")
-        claims.append(Claim(kind, (pair[0], pair[1]), _need(c, "text", w), str(c.get("reason_if_disagrees", ""))))
-    plots = []
-    for i, p in enumerate(raw.get("plots") or []):
-        w = f"{where}.plots[{i}]"
-        spec = PlotSpec(_need(p, "id", w), str(p.get("title", "")), _need(p, "x", w), p.get("series"),
-                        tuple(_need(p, "columns", w, list)), bool(p.get("logx", False)))
-        if spec.x not in _AXIS or spec.series not in (None, *_AXIS) or not set(spec.columns) <= set(col_ids):
-            raise AblationError(f"{w}: x / series must be numeric budget keys ({', '.join(_AXIS)}) and columns of {tid}")
-        plots.append(spec)
-    drawn = None
-    if raw.get("drawn") is not None:
-        w = f"{where}.drawn"
-        drawn = Drawn(str(_need(raw["drawn"], "stratum", w, (str, int))), _need(raw["drawn"], "label", w))
-    equal = tuple(raw.get("equal_budget") or ())
-    requires = tuple(raw.get("requires") or ())
-    if not set(equal) <= set(BUDGET_KEYS) or not set(requires) <= set(SOURCES):
-        raise AblationError(f"{where}: equal_budget must name budget keys ({', '.join(BUDGET_KEYS)}) and "
-                            f"requires sources ({', '.join(SOURCES)}), got {list(equal)} / {list(requires)}")
-    return Table(tid, int(_need(raw, "paper_table", where, int)), _need(raw, "title", where), _need(raw, "claim", where),
-                 str(raw.get("setting", "")), requires, equal, tuple(columns), tuple(rows), tuple(arms), tuple(claims),
-                 tuple(plots), tuple(repeats), drawn)
+    return arms
 
 
-SEED_KEYS = ("train.seed", "sampling.seed")  # the model's initialisation; the plan (windows, pixels, order)
-
-
-def _repeats(raw: Any, arms: list[Arm], where: str) -> list[Arm]:
-    """`repeats: {seeds: [1, 2], arms: [name, ...]}` -> each named arm again, named <arm>-s<seed>, with
-    its overrides plus train.seed and sampling.seed = seed. The arms themselves run with params.yaml's
-    seeds, so a repeat's seed must be new (not 0, the default) and each seed appears once."""
+def _repeats(raw: dict | None, arms: list[Arm], where: str) -> list[Arm]:
+    """Each arm named under `repeats` again per seed, named <arm>-s<seed>, with its overrides plus
+    train.seed and sampling.seed = seed. The arms themselves run with params.yaml's seeds, so a
+    repeat's seed must be new (not 0, the default) and each seed appears once."""
     if raw is None:
         return []
-    seeds, names = _need(raw, "seeds", where, list), _need(raw, "arms", where, list)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in seeds) or len(set(seeds)) < len(seeds):
-        raise AblationError(f"{where}.seeds: distinct integers >= 1 (0 is params.yaml's, the arms' own), got {seeds!r}")
+    spec = build(Repeats, raw, where)
     by_name = {a.name: a for a in arms}
     out = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(spec.arms):
         arm = by_name.get(name)
         if arm is None:
             raise AblationError(f"{where}.arms[{i}]: {name!r} is not an arm of this table ({', '.join(by_name)})")
         own = [o for o in arm.overrides if o.lstrip("+").split("=", 1)[0] in SEED_KEYS]
         if own:
             raise AblationError(f"{where}.arms[{i}]: {name!r} sets {own[0]} itself; a repeat varies the seeds")
-        for seed in seeds:
+        for seed in spec.seeds:
             out.append(Arm(arm.table, f"{name}-s{seed}", arm.row, arm.task,
                            arm.overrides + tuple(f"{k}={seed}" for k in SEED_KEYS), arm.columns,
                            f"{arm.experiment}-s{seed}", seed, name))
     return out
 
 
+def _claims_and_plots(spec: TableSpec, columns: list[Column], rows: list[Row], where: str) -> tuple[list, list]:
+    """Claims name two rows of the table; plots only its columns."""
+    row_ids, col_ids = {r.id for r in rows}, {c.id for c in columns}
+    claims = _items(Claim, spec.claims, f"{where}.claims")
+    for i, claim in enumerate(claims):
+        if not set(claim.rows) <= row_ids:
+            raise AblationError(f"{where}.claims[{i}].rows: {list(claim.rows)!r} are not two rows of {spec.id}")
+    plots = _items(PlotSpec, spec.plots, f"{where}.plots", "id")
+    for plot in plots:
+        if not set(plot.columns) <= col_ids:
+            raise AblationError(f"{where}.plots.{plot.id}.columns: {list(plot.columns)!r} are not all columns of {spec.id}")
+    return claims, plots
+
+
+def _table(raw: dict, prefix: str, where: str) -> Table:
+    spec = build(TableSpec, raw, where)
+    for i, text in enumerate(spec.base):
+        parse_override(text, f"{where}.base[{i}]")
+    columns = _items(Column, spec.columns, f"{where}.columns", "id")
+    _ids([c.id for c in columns], f"{where}.columns")
+    rows = _rows(spec, columns, where)
+    arms = _arms(spec, columns, rows, prefix, where)
+    repeats = _repeats(spec.repeats, arms, f"{where}.repeats")
+    _ids([a.name for a in arms + repeats], f"{where}.arms and repeats")
+    claims, plots = _claims_and_plots(spec, columns, rows, where)
+    drawn = None if spec.drawn is None else build(Drawn, spec.drawn, f"{where}.drawn")
+    return Table(spec.id, spec.paper_table, spec.title, spec.claim, spec.setting, spec.requires, spec.equal_budget,
+                 tuple(columns), tuple(rows), tuple(arms), tuple(claims), tuple(plots), tuple(repeats), drawn)
+
+
 def load_grid(path: Path = GRID) -> Grid:
-    """The grid file, checked: every name, task, row, column and override form; errors name the dotted key."""
+    """The grid file, checked: every name, task, row, column and override form; errors name the file
+    and the dotted key."""
     path = Path(path)
     if not path.is_file():
         raise AblationError(f"{path}: grid file not found")
@@ -296,13 +369,18 @@ def load_grid(path: Path = GRID) -> Grid:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise AblationError(f"{path}: not valid YAML ({err})") from err
-    prefix = _need(raw, "prefix", str(path))
-    _ids([prefix], f"{path}: prefix")
-    tables = tuple(_table(t, prefix, f"{path}: tables[{i}]") for i, t in enumerate(_need(raw, "tables", str(path), list)))
-    _ids([t.id for t in tables], f"{path}: tables")
-    if not tables:
-        raise AblationError(f"{path}: tables: empty")
-    return Grid(path, prefix, tables)
+    if not isinstance(raw, dict):
+        raise AblationError(f"{path}: expected a mapping with prefix and tables")
+    try:
+        spec = build(GridSpec, raw, "")
+        _ids([spec.prefix], "prefix")
+        if not spec.tables:
+            raise AblationError("tables: empty")
+        tables = tuple(_table(t, spec.prefix, _key("tables", t, i, "id")) for i, t in enumerate(spec.tables))
+        _ids([t.id for t in tables], "tables")
+    except (ParamsError, AblationError) as err:
+        raise AblationError(f"{path}: {err}") from None
+    return Grid(path, spec.prefix, tables)
 
 
 # ----------------------------------------------------------------------------- overrides and budgets

@@ -9,7 +9,7 @@ from typing import Any
 from pixelnet.atomic import atomic_file
 
 from pipeline.ablations.experiments import arm_file
-from pipeline.ablations.grid import TASKS, Table, _AXIS
+from pipeline.ablations.grid import AXES, TASKS, Table
 
 
 def table_plots(table: Table, docs: dict[str, dict], arms: Path, out_dir: Path) -> list[tuple[str, str]]:
@@ -44,9 +44,9 @@ def table_plots(table: Table, docs: dict[str, dict], arms: Path, out_dir: Path) 
             for key in sorted(series, key=lambda k: (k is None, k)):
                 pts = sorted(series[key])
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-",
-                        label=None if key is None else f"{_AXIS[spec.series][0]} = {key}")
+                        label=None if key is None else f"{AXES[spec.series][0]} = {key}")
                 drawn = True
-            ax.set(title=col.label, xlabel=_AXIS[spec.x][1])
+            ax.set(title=col.label, xlabel=AXES[spec.x][1])
             if spec.logx:
                 ax.set_xscale("log")
             xs = sorted({p[0] for pts in series.values() for p in pts})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pixelnet.atomic import atomic_write_text
 
-from pipeline.ablations.experiments import _read_json, arm_file, queue_argv
+from pipeline.ablations.experiments import arm_file, queue_argv, read_json
 from pipeline.ablations.grid import AblationError, Arm, BUDGET_KEYS, Column, Grid, Table, evaluation_text
 from pipeline.ablations.plots import table_plots
 from pipeline.ablations.verdicts import (BASELINE_CHECKS, NO_VERDICT, ColumnVerdict, TableResult, baseline_check,
@@ -33,7 +33,7 @@ def load_arm_files(grid: Grid, arms: Path) -> tuple[dict[str, dict], list[str]]:
             path = arm_file(arms, arm)
             if not path.is_file():
                 continue
-            doc = _read_json(path)
+            doc = read_json(path)
             if doc.get("overrides") != list(arm.overrides):
                 raise AblationError(f"{path}: its overrides differ from {grid.path} arm {arm.key}; re-run the arm "
                                     f"(pixelnet ablations queue --tables {table.id}) and collect, or restore the grid")
