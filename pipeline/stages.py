@@ -21,7 +21,7 @@ from pipeline.params import Params
 from pixelnet.atomic import atomic_dir
 from pixelnet.data import fetch
 from pixelnet.data.registry import SOURCES
-from pixelnet.data.loader import PixelBatches, batch_loader
+from pixelnet.batches import PixelBatches, batch_loader
 from pixelnet.data.shards import read_manifest, read_shards, shard_paths, write_shards
 from pixelnet.infer import predict
 from pixelnet.metrics.edges_io import metrics_dict, write_official
@@ -200,7 +200,7 @@ def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out
 
 # The library code the train stage runs (dvc.yaml's train deps): a checkpoint made by other code is
 # not resumed, since DVC re-runs the stage after a code change to get that code's result.
-_TRAIN_CODE = ("model", "tasks", "train.py", "data/loader.py", "data/transforms.py", "plan.py")
+_TRAIN_CODE = ("model", "tasks", "train.py", "batches.py", "data/transforms.py", "plan.py")
 
 
 def _code_id() -> str:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pixelnet.data.loader import Batch
+from pixelnet.batches import Batch
 from pixelnet.device import cpu_bf16_native, cpu_model, resolve_device
 from pixelnet.model.pixelnet import PixelNet, save_checkpoint
 from pixelnet.tasks.base import Task

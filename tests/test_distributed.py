@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO
 from pipeline import stages
 from pipeline.params import load_params
-from pixelnet.data.loader import PixelBatches
+from pixelnet.batches import PixelBatches
 from pixelnet.data.shards import shard_paths
 from pixelnet.plan import Plan
 from pixelnet.tasks import EdgesTask

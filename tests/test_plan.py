@@ -12,7 +12,7 @@ from scipy.ndimage import map_coordinates
 
 from pipeline import stages
 from pipeline.params import parse_params
-from pixelnet.data.loader import PixelBatches
+from pixelnet.batches import PixelBatches
 from pixelnet.data.shards import read_shards, shard_paths, write_shards
 from pixelnet.data.transforms import warp
 from pixelnet.plan import (AugmentConfig, Plan, auto_draws, draw_affine, inside, move, plan_image, window_strata,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
 
-from pixelnet.data.loader import move_targets
+from pixelnet.batches import move_targets
 from pixelnet.data.transforms import apply_draw, indices_to_coords, warp
 from pixelnet.plan import AugmentConfig, affine, draw_affine, inside
 from pixelnet.tasks import EdgesTask, NormalsTask, SegmentationTask

@@ -33,7 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pixelnet.bench.measure import describe_device, in_child, peak_rss_mb, rss_mb
-from pixelnet.data.loader import Batch, PixelBatches, batch_loader
+from pixelnet.batches import Batch, PixelBatches, batch_loader
 from pixelnet.data.shards import read_shards, shard_paths
 from pixelnet.model.pixelnet import ModelConfig, PixelNet
 from pixelnet.model.trunk import LAYERS
