@@ -19,6 +19,8 @@ from pixelnet.model.head import HEAD_INITS, build_head, masked_batch_norm
 from pixelnet.model.hypercolumn import GATHERS, first_layer_at, sample_hypercolumns
 from pixelnet.model.trunk import LAYERS, VGGTrunk
 
+NORMS = ("batch", "group")
+
 # ImageNet statistics: the trunk sees normalised RGB whatever its initialisation.
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -28,6 +30,8 @@ _STD = (0.229, 0.224, 0.225)
 class ModelConfig:
     layers: tuple[str, ...] = LAYERS
     batch_norm: bool = True          # VGG-16 with batch norm (vgg16_bn); needed to train from scratch
+    norm: str = "batch"              # with batch_norm: "batch" (vgg16_bn) or "group" (GroupNorm: per image, batch-independent)
+    norm_groups: int = 4             # GroupNorm groups (fewer where a layer's channels do not divide)
     width: float = 1.0               # channel multiplier; 1.0 is VGG-16 itself
     head: str = "mlp"                # "mlp" or "linear"
     hidden: tuple[int, ...] = (4096, 4096)
@@ -47,6 +51,13 @@ class ModelConfig:
         unknown = [layer for layer in self.layers if layer not in LAYERS]
         if unknown or not self.layers:
             raise ValueError(f"model.layers: unknown {unknown or 'empty list'}; allowed: {list(LAYERS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"model.norm must be one of {list(NORMS)}, got {self.norm!r}")
+        if isinstance(self.norm_groups, bool) or not isinstance(self.norm_groups, int) or self.norm_groups < 1:
+            raise ValueError(f"model.norm_groups must be an integer >= 1, got {self.norm_groups!r}")
+        if self.norm == "group" and self.init == "imagenet":
+            raise ValueError("model.norm: group has no ImageNet weights (torchvision's are VGG-16 and VGG-16-BN); "
+                             "use model.norm=batch or model.init=scratch")
         if self.head not in ("mlp", "linear"):
             raise ValueError(f"model.head must be 'mlp' or 'linear', got {self.head!r}")
         if not 0 < self.width <= 4:
@@ -72,7 +83,8 @@ class PixelNet(nn.Module):
         super().__init__()
         self.config = config
         self.out_channels = out_channels
-        self.trunk = VGGTrunk(config.layers, batch_norm=config.batch_norm, width=config.width)
+        self.trunk = VGGTrunk(config.layers, batch_norm=config.batch_norm, width=config.width, norm=config.norm,
+                              norm_groups=config.norm_groups)
         self.head = build_head(
             self.trunk.out_channels, out_channels, config.head, config.hidden, config.dropout, config.head_batch_norm,
             config.head_init, config.head_std, config.head_std_last,

@@ -3,11 +3,15 @@
 The conv layers are torchvision's own (``torchvision.models.vgg.make_layers`` over configuration
 "D"), so ImageNet weights load unchanged. fc6 becomes a 7×7 convolution with padding 3 (the
 paper's footnote: it keeps conv-7 spatially aligned) and fc7 a 1×1 convolution. ``width`` scales
-every channel count for CPU-sized runs; 1.0 is the real VGG-16.
+every channel count for CPU-sized runs; 1.0 is the real VGG-16. With ``batch_norm`` the convolutions
+are normalised by batch norm (vgg16_bn), or with ``norm="group"`` by GroupNorm in the same places,
+whose statistics come from each image alone, so what one image computes never depends on the others
+in its batch (nor on how many there are: the one-image batches of the ablations' Table 4).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -26,7 +30,8 @@ def _scaled(cfg: Sequence[int | str], width: float) -> list[int | str]:
 class VGGTrunk(nn.Module):
     """Dense VGG-16 features; ``forward`` returns {tap name: (B, C, h, w)} for the requested taps."""
 
-    def __init__(self, taps: Sequence[str], batch_norm: bool = True, width: float = 1.0) -> None:
+    def __init__(self, taps: Sequence[str], batch_norm: bool = True, width: float = 1.0, norm: str = "batch",
+                 norm_groups: int = 4) -> None:
         super().__init__()
         unknown = [t for t in taps if t not in LAYERS]
         if unknown or not taps:
@@ -35,6 +40,11 @@ class VGGTrunk(nn.Module):
         self.strides = tuple(STRIDES[t] for t in self.taps)  # image px per map px, tap by tap
         cfg = _scaled(_VGG16, width)
         self.features = vgg.make_layers(cfg, batch_norm=batch_norm)
+        if batch_norm and norm == "group":
+            for i, layer in enumerate(self.features):
+                if isinstance(layer, nn.BatchNorm2d):  # same place and parameter names, no running statistics
+                    channels = layer.num_features
+                    self.features[i] = nn.GroupNorm(math.gcd(norm_groups, channels), channels)
         # Index of the ReLU that ends each block's last conv, e.g. conv3_3 -> position in features.
         self._tap_index: dict[str, int] = {}
         block, conv, last = 1, 0, -1
@@ -79,7 +89,7 @@ class VGGTrunk(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
