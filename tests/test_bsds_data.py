@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import scipy.io
 import yaml
+from fakes_archives import cut_before_last_member
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -146,6 +147,17 @@ def test_corrupt_archive_is_named(tmp_path, mini_data):
     with pytest.raises(ValueError, match=rf"{archive}: (truncated or corrupt|not a readable) tar archive"):
         bsds.install(BsdsConfig(source=str(archive), md5=None), tmp_path / "raw", progress=False)
     assert not (tmp_path / "raw").exists()
+
+
+def test_truncated_plain_tar_is_named(tmp_path, mini_data):
+    """An uncompressed tar cut short: an error naming the archive, not an image "missing" from it."""
+    archive = tmp_path / "BSR_bsds500.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(mini_data.parents[1], arcname="BSR")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match=rf"{cut_before_last_member(archive)}: truncated tar archive"):
+        bsds.install(BsdsConfig(source=str(archive), md5=None), tmp_path / "out" / "raw", progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_limit_takes_the_first_ids(tmp_path, mini_data):
@@ -298,6 +310,14 @@ def test_hed_checksum_mismatch(tmp_path, mini_data):
     archive, _ = _hed_tar(tmp_path, mini_data)
     cfg = BsdsConfig(source=str(mini_data), hed_archive=archive.as_uri(), hed_sha256="f" * 64)
     with pytest.raises(FetchError, match=rf"{archive.as_uri()}: sha256 mismatch: expected f{{64}}, got {_sha256(archive)}"):
+        bsds.install(cfg, tmp_path / "raw", progress=False)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_truncated_hed_archive_is_named(tmp_path, mini_data):
+    archive, _ = _hed_tar(tmp_path, mini_data)  # HED-BSDS.tar is published uncompressed
+    cfg = BsdsConfig(source=str(mini_data), hed_archive=str(cut_before_last_member(archive)))
+    with pytest.raises(ValueError, match=rf"{archive}: truncated tar archive"):
         bsds.install(cfg, tmp_path / "raw", progress=False)
     assert not (tmp_path / "raw").exists()
 

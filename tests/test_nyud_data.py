@@ -26,6 +26,7 @@ from pixelnet.data import nyud
 from pixelnet.data.fetch import FetchError
 from pixelnet.data.nyud import NyudConfig
 from pixelnet.data.shards import read_shards, shard_paths, write_shards
+from fakes_archives import cut_before_last_member
 from fakes_nyud import (
     HEIGHT,
     RAW_SIZE,
@@ -322,6 +323,16 @@ def test_raw_frame_without_normals_is_named(tmp_path, src):
     with pytest.raises(ValueError, match=r"r-0002_normal.npy: must be \(40, 56, 3\) float"):
         nyud.install(_config(src, raw_frames=str(src["raw_frames"])), tmp_path / "raw", progress=False)
     assert not (tmp_path / "raw").exists()
+
+
+def test_truncated_raw_frames_tar_is_named(tmp_path, src):
+    """A tar of raw frames cut short: an error naming it, not a frame whose normals are "missing"."""
+    archive = tmp_path / "frames.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(src["raw_frames"], arcname=".")
+    with pytest.raises(ValueError, match=rf"{cut_before_last_member(archive)}: truncated tar archive"):
+        nyud.install(_config(src, raw_frames=str(archive)), tmp_path / "out" / "raw", progress=False)
+    _nothing_left(tmp_path / "out")
 
 
 # ----------------------------------------------------------------------------- read, shard, config

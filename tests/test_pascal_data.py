@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from fakes_archives import cut_before_last_member
 from fakes_pascal import (
     CONTEXT_TRAIN,
     CONTEXT_VAL,
@@ -157,6 +158,14 @@ def test_truncated_archive_is_named_and_leaves_nothing(tmp_path, voc, which):
     cfg = Voc2012Config(source=paths["voc_tar"], md5=None, sbd=paths["sbd_tgz"], sbd_md5=None)
     with pytest.raises(ValueError, match=rf"{cut}: (truncated|not a readable)"):
         pascal.install_voc2012(cfg, tmp_path / "out" / "raw", progress=False)
+    _nothing_left(tmp_path / "out")
+
+
+def test_truncated_download_is_named_by_its_url(tmp_path, voc):
+    cut = cut_before_last_member(Path(shutil.copy(voc["voc_tar"], tmp_path)))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match=rf"{cut.as_uri()}: truncated tar archive"):
+        pascal.install_voc2012(Voc2012Config(source=cut.as_uri(), md5=None), tmp_path / "out" / "raw", progress=False)
     _nothing_left(tmp_path / "out")
 
 

@@ -21,17 +21,13 @@ of annotators reaches the consensus.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from pixelnet.atomic import atomic_dir
 from pixelnet.data import fetch
@@ -89,75 +85,10 @@ class BsdsConfig:
                 raise ValueError(f"{name}: {err}") from None
 
 
-# ----------------------------------------------------------------------------- origins
-
-
-class _Origin:
-    """The files of an archive or of a folder, by relative POSIX name."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        if self.path.is_dir():
-            self.tar = None
-            self.names = sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file())
-        else:
-            try:
-                self.tar = tarfile.open(self.path, "r:*")
-            except (tarfile.TarError, OSError, EOFError) as err:
-                raise ValueError(f"{self.path}: not a readable tar archive ({err})") from err
-            try:
-                self._members = {m.name.removeprefix("./"): m for m in self.tar.getmembers() if m.isfile()}
-            except (tarfile.TarError, OSError, EOFError) as err:
-                self.tar.close()
-                raise ValueError(f"{self.path}: truncated or corrupt tar archive ({err})") from err
-            self.names = sorted(self._members)
-
-    def read(self, name: str) -> bytes:
-        if self.tar is None:
-            return (self.path / name).read_bytes()
-        try:
-            return self.tar.extractfile(self._members[name]).read()
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise ValueError(f"{self.path}: cannot read {name} ({err})") from err
-
-    def copy(self, selected: dict[str, Path], desc: str, progress: bool) -> dict[str, str]:
-        """Copy name -> destination in archive order (a .tgz is then read front to back); {name: sha256}."""
-        order = self.names if self.tar is None else [m.name.removeprefix("./") for m in self._members.values()]
-        out: dict[str, str] = {}
-        for name in tqdm([n for n in order if n in selected], desc=desc, unit="file", disable=not progress):
-            data = self.read(name)
-            selected[name].parent.mkdir(parents=True, exist_ok=True)
-            selected[name].write_bytes(data)
-            out[name] = hashlib.sha256(data).hexdigest()
-        return out
-
-    def __enter__(self) -> _Origin:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tar is not None:
-            self.tar.close()
-
-
-def _bring(location: str, workdir: Path, expected: dict[str, str | None], progress: bool) -> tuple[_Origin, dict]:
-    """Open a URL (downloaded into workdir), a local archive or a folder; verify archives' digests."""
-    if fetch.is_url(location):
-        archive = fetch.download(location, workdir / f".{Path(location).name or 'archive'}", progress)
-        digests = fetch.verify(archive, expected, location)
-        return _Origin(archive), {"origin": "url", "location": location, **digests}
-    path = Path(location)
-    if path.is_dir():
-        return _Origin(path), {"origin": "folder", "location": str(path)}
-    if path.is_file():
-        digests = fetch.verify(path, expected, str(path))
-        return _Origin(path), {"origin": "archive", "location": str(path), **digests}
-    raise FileNotFoundError(f"{path}: no such archive or folder")
-
-
 # ----------------------------------------------------------------------------- install
 
 
-def _select(origin: _Origin, limit: int) -> tuple[str, dict[str, list[str]]]:
+def _select(origin: fetch.Archive, limit: int) -> tuple[str, dict[str, list[str]]]:
     """The common prefix of the BSDS500 layout in `origin`, and the sorted ids per split."""
     found: dict[str, dict[tuple[str, str], set[str]]] = {}
     for name in origin.names:
@@ -184,7 +115,7 @@ def _select(origin: _Origin, limit: int) -> tuple[str, dict[str, list[str]]]:
     return prefix, ids
 
 
-def _checksums(origin: _Origin, prefix: str) -> dict[str, str]:
+def _checksums(origin: fetch.Archive, prefix: str) -> dict[str, str]:
     """The folder's own SHA256SUMS (name -> digest), if it ships one ('<hex>  ./images/train/x.jpg')."""
     name = f"{prefix}SHA256SUMS"
     if name not in origin.names:
@@ -201,7 +132,8 @@ def install(config: BsdsConfig, out_dir: Path, progress: bool = True) -> dict:
     """Copy BSDS500 (and HED-BSDS when configured) into out_dir atomically; returns dataset.json's dict."""
     location = config.source if config.source is not None else config.url
     with atomic_dir(Path(out_dir)) as tmp:
-        origin, provenance = _bring(location, tmp, {"sha256": config.sha256, "md5": config.md5}, progress)
+        origin, provenance = fetch.bring_archive(location, tmp, "source", {"sha256": config.sha256, "md5": config.md5},
+                                                 progress)
         with origin:
             prefix, ids = _select(origin, config.limit)
             selected = {}
@@ -219,8 +151,7 @@ def install(config: BsdsConfig, out_dir: Path, progress: bool = True) -> dict:
         if config.hed_archive is not None:
             trainval = {stem for split in ("train", "val") for stem in ids[split]}
             hed = _install_hed(config, tmp, trainval, progress)
-        for leftover in tmp.glob(".*"):  # a downloaded archive: extracted, no longer needed
-            leftover.unlink()
+        fetch.remove_downloads(tmp)  # a downloaded archive: extracted, no longer needed
         meta = {
             "name": NAME,
             "classes": list(CLASSES),
@@ -229,13 +160,14 @@ def install(config: BsdsConfig, out_dir: Path, progress: bool = True) -> dict:
             "source": provenance,
             "hed": hed,
         }
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+        fetch.write_meta(tmp, meta)
     return meta
 
 
 def _install_hed(config: BsdsConfig, tmp: Path, trainval: set[str], progress: bool) -> dict:
     """Copy the HED-BSDS pairs whose image is one of `trainval` into tmp/hed, with their own list."""
-    origin, provenance = _bring(config.hed_archive, tmp, {"sha256": config.hed_sha256}, progress)
+    origin, provenance = fetch.bring_archive(config.hed_archive, tmp, "hed_archive", {"sha256": config.hed_sha256},
+                                             progress)
     with origin:
         lists = [n for n in origin.names if n.rsplit("/", 1)[-1] == "train_pair.lst"]
         if len(lists) != 1:
@@ -276,24 +208,12 @@ def read_boundaries(path: Path) -> np.ndarray:
     return np.stack(read_ground_truth(Path(path)))  # (A, H, W)
 
 
-def _raw_meta(raw_dir: Path) -> dict:
-    path = Path(raw_dir) / "dataset.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run the download stage for bsds500)")
-    try:
-        meta = json.loads(path.read_text())
-        meta["counts"]["test"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: malformed ({err})") from err
-    return meta
-
-
 def read_split(raw_dir: Path, split: str) -> Iterator[Record]:
     """Records of one split in sorted id order: image (+ its JPEG bytes), edge count, boundaries."""
     if split not in SPLITS:
         raise ValueError(f"unknown BSDS500 split {split!r}; allowed: {', '.join(SPLITS)}")
     raw_dir = Path(raw_dir)
-    expected = int(_raw_meta(raw_dir)["counts"][split])
+    expected = int(fetch.read_meta(raw_dir, NAME, lambda meta: int(meta["counts"][split]))["counts"][split])
     images = sorted((raw_dir / "images" / split).glob("*.jpg"))
     if len(images) != expected:
         raise ValueError(f"{raw_dir / 'images' / split}: {len(images)} images, but dataset.json says {expected}")

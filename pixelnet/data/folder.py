@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -29,6 +28,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from pixelnet.atomic import atomic_dir
+from pixelnet.data import fetch
+from pixelnet.metrics.dense_io import read_normals
 
 NAME = "folder"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -142,12 +143,7 @@ def read_label_png(path: Path) -> np.ndarray:
 def read_normal_map(path: Path) -> np.ndarray:
     """(H, W, 3) float32 unit normals with invalid pixels as (0, 0, 0), from .npy or an RGB PNG."""
     if path.suffix.lower() == ".npy":
-        try:
-            n = np.load(path, allow_pickle=False).astype(np.float64)
-        except (OSError, ValueError, EOFError) as err:
-            raise ValueError(f"{path}: not a readable .npy array ({err})") from err
-        if n.ndim != 3 or n.shape[-1] != 3:
-            raise ValueError(f"{path}: normals must be (H, W, 3), got shape {n.shape}")
+        n = read_normals(path).astype(np.float64)  # (H, W, 3)
         invalid = ~np.isfinite(n).all(-1)
     else:
         rgb = read_image(path).astype(np.float64)
@@ -230,7 +226,7 @@ def install(config: FolderConfig, out_dir: Path, progress: bool = True) -> dict:
                 "counts": {s: len(items) for s, items in splits.items()},
                 "targets": sorted({k for items in splits.values() for i in items for k in ("label", "normal") if i[k]}),
                 "sha256": files}
-        (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+        fetch.write_meta(tmp, info)
     return info
 
 

@@ -64,7 +64,6 @@ from __future__ import annotations
 import gzip
 import importlib
 import io
-import json
 import pickle
 import re
 import zipfile
@@ -82,8 +81,8 @@ from tqdm import tqdm
 from pixelnet.atomic import atomic_dir
 from pixelnet.data import fetch
 from pixelnet.data.images import decode_rgb
-from pixelnet.data.bsds import _Origin
 from pixelnet.data.shards import Record
+from pixelnet.metrics.dense_io import read_normals
 
 NYUD_NAME = "nyud"
 SPLITS = ("train", "test")
@@ -151,19 +150,8 @@ class NyudConfig:
 
 def _bring_file(location: str, name: str, workdir: Path, expected: dict[str, str | None], progress: bool) -> tuple[Path, dict]:
     """A published file from a URL (downloaded into workdir), a local copy, or a folder holding it; verified."""
-    if fetch.is_url(location):
-        path = fetch.download(location, workdir / f".{name}", progress)
-        return path, {"origin": "url", "location": location, **fetch.verify(path, expected, location)}
-    path = Path(location)
-    origin = "file"
-    if path.is_dir():
-        found = sorted(path.rglob(name))
-        if len(found) != 1:
-            raise FileNotFoundError(f"{path}: expected one {name} inside, found {len(found) or 'none'}")
-        path, origin = found[0], "folder"
-    elif not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    return path, {"origin": origin, "location": str(path), **fetch.verify(path, expected, str(path))}
+    field = name.rsplit(".", 1)[0]
+    return fetch.bring(location, workdir, field, expected, progress, what="file or folder", file_origin="file", find=name)
 
 
 def read_splits(path: Path) -> dict[str, list[int]]:
@@ -265,11 +253,7 @@ def _load_pklz(stream, where: str) -> dict:
 
 def _open_normals(location: str, workdir: Path, expected: dict[str, str | None], progress: bool) -> tuple[dict, dict]:
     """FAIR's all_normals.pklz from its zip (URL or file), an extracted folder, or the .pklz itself."""
-    provenance: dict = {}
-    if fetch.is_url(location):
-        path = fetch.download(location, workdir / ".nyuv2_surfacenormal_metadata.zip", progress)
-        provenance = {"origin": "url", "location": location, **fetch.verify(path, expected, location)}
-    else:
+    if not fetch.is_url(location):
         path = Path(location)
         if path.is_dir():
             found = sorted(path.rglob("all_normals.pklz"))
@@ -280,26 +264,18 @@ def _open_normals(location: str, workdir: Path, expected: dict[str, str | None],
                 data = _load_pklz(fh, str(found[0]))
             digest = fetch.digests(found[0], ("sha256",))
             return data, {"origin": "folder", "location": str(found[0]), "member_sha256": digest["sha256"]}
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file or folder")
-        if path.suffix == ".pklz":  # the bare pickle: the zip's checksums do not apply to it
+        if path.suffix == ".pklz" and path.is_file():  # the bare pickle: the zip's checksums do not apply to it
             with open(path, "rb") as fh:
                 data = _load_pklz(fh, str(path))
             return data, {"origin": "file", "location": str(path), **fetch.digests(path, ("sha256",))}
-        provenance = {"origin": "file", "location": str(path), **fetch.verify(path, expected, str(path))}
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise ValueError(f"{location}: not a readable zip archive; truncated or corrupt? ({err})") from err
-    with archive:
-        members = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "all_normals.pklz"]
+    path, provenance = fetch.bring(location, workdir, "normals", expected, progress, what="file or folder",
+                                   file_origin="file")
+    with fetch.open_archive(path, location) as archive:
+        members = [n for n in archive.names if n.rsplit("/", 1)[-1] == "all_normals.pklz"]
         if len(members) != 1:
             raise FileNotFoundError(f"{location}: expected one {NORMALS_MEMBER} inside, found {members or 'none'}")
-        try:
-            with archive.open(members[0]) as stream:
-                data = _load_pklz(stream, f"{location}/{members[0]}")
-        except (zipfile.BadZipFile, OSError) as err:  # a bad local header surfaces at open
-            raise ValueError(f"{location}/{members[0]}: unreadable member ({err})") from err
+        with archive.open(members[0]) as stream:
+            data = _load_pklz(stream, f"{location}/{members[0]}")
     return data, {**provenance, "member": members[0]}
 
 
@@ -348,7 +324,7 @@ def unit_normals(normal: np.ndarray, valid: np.ndarray | None = None) -> tuple[n
 # ----------------------------------------------------------------------------- raw frames
 
 
-def _scan_raw_frames(origin: _Origin, limit: int) -> list[tuple[str, str]]:
+def _scan_raw_frames(origin: fetch.Archive, limit: int) -> list[tuple[str, str]]:
     """(image name, normal name) pairs in name order; every image needs its _normal.npy and vice versa."""
     names = set(origin.names)
     pairs = []
@@ -378,7 +354,7 @@ def _install_raw_frames(location: str, tmp: Path, limit: int, progress: bool) ->
     path = Path(location)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such raw-frame folder or archive")
-    with _Origin(path) as origin:
+    with fetch.open_archive(path) as origin:
         pairs = _scan_raw_frames(origin, limit)
         keys = [_raw_key(img) for img, _ in pairs]
         if len(set(keys)) != len(keys):
@@ -387,10 +363,7 @@ def _install_raw_frames(location: str, tmp: Path, limit: int, progress: bool) ->
         for img, nrm in tqdm(pairs, desc="nyud raw frames", unit="frame", disable=not progress):
             data = origin.read(img)
             image = decode_rgb(data, f"{path}/{img}")
-            try:
-                normal = np.load(io.BytesIO(origin.read(nrm)), allow_pickle=False)
-            except (ValueError, OSError, EOFError) as err:
-                raise ValueError(f"{path}/{nrm}: not a readable .npy ({err})") from err
+            normal = read_normals(io.BytesIO(origin.read(nrm)), f"{path}/{nrm}")  # (H, W, 3)
             if normal.shape != (*image.shape[:2], 3) or normal.dtype.kind != "f":
                 raise ValueError(f"{path}/{nrm}: must be {(*image.shape[:2], 3)} float (the size of {img}), "
                                  f"got {normal.shape} {normal.dtype}")
@@ -443,8 +416,7 @@ def install(config: NyudConfig, out_dir: Path, progress: bool = True) -> dict:
                     np.save(tmp / "normals" / split / f"{index:04d}.npy", normal)
             del data, normals  # the whole pickle: gigabytes
         raw = None if config.raw_frames is None else _install_raw_frames(config.raw_frames, tmp, config.limit, progress)
-        for leftover in tmp.glob(".*"):  # downloads: extracted, no longer needed
-            leftover.unlink()
+        fetch.remove_downloads(tmp)  # downloads: read, no longer needed
         labeled_counts = {split: len(indices) for split, indices in ids.items()}
         meta = {
             "name": NYUD_NAME,
@@ -456,34 +428,24 @@ def install(config: NyudConfig, out_dir: Path, progress: bool = True) -> dict:
             "normals": {"valid_pixels": valid_pixels, "dropped_pixels": dropped},
             "sources": {"labeled": labeled_src, "splits": splits_src, "normals": normals_src, "raw_frames": raw},
         }
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+        fetch.write_meta(tmp, meta)
     return meta
 
 
 # ----------------------------------------------------------------------------- read
 
 
-def _raw_meta(raw_dir: Path) -> dict:
-    path = Path(raw_dir) / "dataset.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run the download stage for nyud)")
-    try:
-        meta = json.loads(path.read_text())
-        for split in SPLITS:
-            int(meta["labeled_counts"][split])
-        int(meta["raw_frames"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: malformed ({err})") from err
-    return meta
+def _check_meta(meta: dict) -> None:
+    """What the reader needs of dataset.json (a KeyError, TypeError or ValueError where it is not there)."""
+    for split in SPLITS:
+        int(meta["labeled_counts"][split])
+    int(meta["raw_frames"])
 
 
 def _read_normal(path: Path, shape: tuple[int, int]) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
-    try:
-        normal = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable .npy ({err})") from err
+    normal = read_normals(path)  # (H, W, 3)
     if normal.shape != (*shape, 3) or normal.dtype != np.float32:
         raise ValueError(f"{path}: expected {(*shape, 3)} float32, got {normal.shape} {normal.dtype}")
     return normal
@@ -494,7 +456,7 @@ def read_split(raw_dir: Path, split: str) -> Iterator[Record]:
     if split not in SPLITS:
         raise ValueError(f"unknown NYUDv2 split {split!r}; allowed: {', '.join(SPLITS)}")
     raw_dir = Path(raw_dir)
-    meta = _raw_meta(raw_dir)
+    meta = fetch.read_meta(raw_dir, NYUD_NAME, _check_meta)
     images = sorted((raw_dir / "images" / split).glob("*.png"))
     expected = int(meta["labeled_counts"][split])
     if len(images) != expected:

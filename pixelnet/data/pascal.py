@@ -60,15 +60,12 @@ val (1,449).
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import scipy.io
@@ -78,7 +75,6 @@ from scipy.io.matlab import MatReadError
 from pixelnet.atomic import atomic_dir
 from pixelnet.data import fetch
 from pixelnet.data.images import decode_rgb
-from pixelnet.data.bsds import _Origin
 from pixelnet.data.shards import Record
 
 CONTEXT = "pascal_context"
@@ -192,70 +188,30 @@ class Voc2012Config:
 # ----------------------------------------------------------------------------- bringing files in
 
 
-def _download(location: str, field: str, workdir: Path, progress: bool) -> Path:
-    name = Path(urlparse(location).path).name or "download"
-    return fetch.download(location, workdir / ".downloads" / f"{field}-{name}", progress)
-
-
-def _check_complete(origin: _Origin) -> None:
-    """An uncompressed tar cut short keeps the headers it still has; make that an error, not missing files."""
-    if origin.tar is None:
-        return
-    with open(origin.path, "rb") as fh:
-        magic = fh.read(6)
-    if magic.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):
-        return  # the decompressor already failed on a truncated stream while listing members
-    members = origin.tar.getmembers()
-    end = max((m.offset_data + -(-m.size // 512) * 512 for m in members), default=0)
-    size = origin.path.stat().st_size
-    if size < end + 1024:  # member data, then the two zero blocks that end every tar
-        origin.tar.close()
-        raise ValueError(f"{origin.path}: truncated tar archive ({size} bytes; its members and end marker need {end + 1024})")
-
-
-def _open(location: str, field: str, workdir: Path, expected: dict[str, str | None], progress: bool) -> tuple[_Origin, dict]:
+def _open(location: str, field: str, workdir: Path, expected: dict[str, str | None], progress: bool) -> tuple[fetch.Archive, dict]:
     """A URL (downloaded into workdir), a local archive or a folder; archives' digests verified."""
-    if fetch.is_url(location):
-        path = _download(location, field, workdir, progress)
-        digests = fetch.verify(path, expected, location)
-        provenance = {"origin": "url", "location": location, **digests}
-    else:
-        path = Path(location)
-        if path.is_dir():
-            return _Origin(path), {"origin": "folder", "location": str(path)}
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such archive or folder ({field})")
-        digests = fetch.verify(path, expected, str(path))
-        provenance = {"origin": "archive", "location": str(path), **digests}
-    origin = _Origin(path)
-    _check_complete(origin)
-    return origin, provenance
+    return fetch.bring_archive(location, workdir, field, expected, progress, what=f"archive or folder ({field})")
 
 
 def _text(location: str, field: str, workdir: Path, expected: dict[str, str | None], progress: bool) -> tuple[str, str, dict]:
     """(text, where, provenance) of a small published text file given by URL or path."""
-    if fetch.is_url(location):
-        path = _download(location, field, workdir, progress)
-        where, provenance = location, {"origin": "url", "location": location}
-    else:
-        path = Path(location)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file ({field})")
-        where, provenance = str(path), {"origin": "file", "location": str(path)}
-    digests = fetch.verify(path, expected, where)
+    if not fetch.is_url(location) and not Path(location).is_file():
+        raise FileNotFoundError(f"{Path(location)}: no such file ({field})")
+    path, provenance = fetch.bring(location, workdir, field, expected, progress, file_origin="file")
+    where = provenance["location"]
     try:
-        return path.read_text(encoding="utf-8"), where, {**provenance, **digests}
+        return path.read_text(encoding="utf-8"), where, provenance
     except UnicodeDecodeError as err:
         raise ValueError(f"{where}: not a text file ({err})") from err
 
 
-def _require(origin: _Origin, names: set[str], name: str, why: str = "") -> str:
+def _require(origin: fetch.Archive, names: set[str], name: str, why: str = "") -> str:
     if name not in names:
         raise FileNotFoundError(f"{origin.path}: {name} is missing{why}")
     return name
 
 
-def _devkit_prefix(origin: _Origin, year: str, listfile: str) -> str:
+def _devkit_prefix(origin: fetch.Archive, year: str, listfile: str) -> str:
     """The path before <listfile> inside a VOC devkit: 'VOCdevkit/<year>/', '<year>/' or ''."""
     prefixes = sorted({n[: -len(listfile)] for n in origin.names
                        if n == listfile or n.endswith("/" + listfile)})
@@ -269,7 +225,7 @@ def _devkit_prefix(origin: _Origin, year: str, listfile: str) -> str:
     return prefix
 
 
-def _one_prefix(origin: _Origin, pattern: str, what: str, marker: str | None = None) -> str:
+def _one_prefix(origin: fetch.Archive, pattern: str, what: str, marker: str | None = None) -> str:
     """The one folder prefix (group 1 of pattern) among origin's members. Where several match, the
     one holding `marker` wins if exactly one does: SBD's benchmark.tgz ships a demo folder
     (benchmark_code_RELEASE/demo/datadir/cls/) beside dataset/cls/, and only dataset/ has train.txt."""
@@ -301,7 +257,7 @@ def _parse_ids(text: str, where: str) -> list[str]:
     return ids
 
 
-def _ids(origin: _Origin, names: set[str], name: str) -> list[str]:
+def _ids(origin: fetch.Archive, names: set[str], name: str) -> list[str]:
     _require(origin, names, name)
     try:
         text = origin.read(name).decode("utf-8")
@@ -328,11 +284,11 @@ def _parse_label_list(text: str, where: str) -> dict[int, str]:
 
 
 def _finish(tmp: Path, ids: dict[str, list[str]], meta: dict) -> None:
-    shutil.rmtree(tmp / ".downloads", ignore_errors=True)  # downloaded archives: copied from, no longer needed
+    fetch.remove_downloads(tmp)  # downloaded archives: copied from, no longer needed
     (tmp / "splits").mkdir(exist_ok=True)
     for split, stems in ids.items():
         (tmp / "splits" / f"{split}.txt").write_text("".join(f"{s}\n" for s in stems))
-    (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    fetch.write_meta(tmp, meta)
 
 
 # ----------------------------------------------------------------------------- size checks
@@ -410,7 +366,7 @@ def _check_class_list(text: str, where: str, classes: int) -> None:
                          f"unexpected {sorted(names - expected)})")
 
 
-def _find_labels_txt(annotations: _Origin, prefix: str) -> str:
+def _find_labels_txt(annotations: fetch.Archive, prefix: str) -> str:
     if f"{prefix}labels.txt" in annotations.names:
         return f"{prefix}labels.txt"
     found = [n for n in annotations.names if n.rsplit("/", 1)[-1] == "labels.txt"]
@@ -419,7 +375,7 @@ def _find_labels_txt(annotations: _Origin, prefix: str) -> str:
     return found[0]
 
 
-def _verify_class_list(config: PascalContextConfig, annotations: _Origin, tmp: Path, progress: bool) -> dict | None:
+def _verify_class_list(config: PascalContextConfig, annotations: fetch.Archive, tmp: Path, progress: bool) -> dict | None:
     """Check the configured <classes>_labels.txt, else one found inside the annotations; its provenance, or None."""
     classes = config.classes
     location = config.labels59 if classes == 59 else config.labels33
@@ -559,19 +515,12 @@ def install_voc2012(config: Voc2012Config, out_dir: Path, progress: bool = True)
 # ----------------------------------------------------------------------------- read
 
 
-def _raw_meta(raw_dir: Path) -> dict:
-    path = Path(raw_dir) / "dataset.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run the download stage for {CONTEXT} or {VOC})")
-    try:
-        meta = json.loads(path.read_text())
-        if meta["name"] not in (CONTEXT, VOC) or not isinstance(meta["counts"], dict):
-            raise ValueError(f"name {meta['name']!r} is not {CONTEXT} or {VOC}")
-        if meta["name"] == CONTEXT:
-            _context_lut(meta["protocol"])  # every key the reader needs is there
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: malformed ({err})") from err
-    return meta
+def _check_meta(meta: dict) -> None:
+    """What the reader needs of dataset.json (a KeyError, TypeError or ValueError where it is not there)."""
+    if meta["name"] not in (CONTEXT, VOC) or not isinstance(meta["counts"], dict):
+        raise ValueError(f"name {meta['name']!r} is not {CONTEXT} or {VOC}")
+    if meta["name"] == CONTEXT:
+        _context_lut(meta["protocol"])  # every key the reader needs is there
 
 
 def _context_lut(protocol: dict) -> np.ndarray:
@@ -650,7 +599,7 @@ def split_ids(raw_dir: Path, split: str) -> list[str]:
 def read_split(raw_dir: Path, split: str) -> Iterator[Record]:
     """Records of one split of a pascal_context or voc2012 raw folder, in sorted id order."""
     raw_dir = Path(raw_dir)
-    meta = _raw_meta(raw_dir)
+    meta = fetch.read_meta(raw_dir, f"{CONTEXT} or {VOC}", _check_meta)
     name = meta["name"]
     if split not in meta["counts"]:
         raise ValueError(f"unknown {name} split {split!r}; allowed: {', '.join(meta['counts'])}")

@@ -22,7 +22,6 @@ kernel choice and glibc's FMA variants turned down, expecting the same bytes.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pixelnet.atomic import atomic_dir
+from pixelnet.data import fetch
 from pixelnet.data import portable as pm
 
 CLASSES: tuple[str, ...] = ("background", "sphere", "box", "cylinder")
@@ -549,7 +549,7 @@ def write_raw(config: SyntheticConfig, out_dir: Path, progress: bool = True) -> 
                         stem.with_suffix(".npz"), label=scene["label"], normal=scene["normal"], edge=scene["edge"]
                     )
                     bar.update(1)
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+        fetch.write_meta(tmp, meta)
     return meta
 
 
@@ -577,14 +577,8 @@ def read_raw(raw_dir: Path, split: str) -> Iterator[tuple[str, dict[str, np.ndar
     Raise FileNotFoundError / ValueError naming the file when something is missing or malformed."""
     raw_dir = Path(raw_dir)
     _split_index(split)
-    meta_path = raw_dir / "dataset.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path}: not found (not a synthetic raw folder?)")
-    try:
-        meta = json.loads(meta_path.read_text())
-        expected_count = int(meta["counts"][split])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{meta_path}: malformed ({err})") from err
+    meta_path = raw_dir / fetch.META
+    expected_count = int(fetch.read_meta(raw_dir, "synthetic", lambda meta: int(meta["counts"][split]))["counts"][split])
     split_dir = raw_dir / split
     if not split_dir.is_dir():
         raise FileNotFoundError(f"{split_dir}: split folder not found")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
@@ -43,16 +44,20 @@ def pair_by_stem(predictions: Path, ground_truth: Path, suffix: str) -> list[tup
     return pairs
 
 
-def read_normals(path: Path) -> np.ndarray:
-    """(H, W, 3) float normals from a .npy file; any other shape or a non-float array is an error."""
+def read_normals(source: Path | IO[bytes], where: str | Path | None = None, mmap: bool = False) -> np.ndarray:
+    """(H, W, 3) float normals from a .npy file, or from an open one that errors call `where`; any
+    other shape or a non-float array is an error naming it. The one reader of normals files: ground
+    truth, predictions, a user's folder, NYUDv2's raw frames. `mmap` maps the file instead of reading
+    it (its shape and dtype, cheaply)."""
+    where = where or source
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(source, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable .npy array ({err})") from err
+        raise ValueError(f"{where}: not a readable .npy array ({err})") from err
     if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{path}: normals must be an (H, W, 3) array, got shape {arr.shape}")
+        raise ValueError(f"{where}: normals must be an (H, W, 3) array, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"{path}: normals must be floating point, got dtype {arr.dtype}")
+        raise ValueError(f"{where}: normals must be floating point, got dtype {arr.dtype}")
     return arr
 
 
@@ -68,14 +73,10 @@ def read_labels(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: not a readable image ({err})") from err
 
 
-def _size(path: Path, kind: str) -> tuple[int, int]:
-    if kind == "normals":
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)  # the header only
-        except (OSError, ValueError, EOFError) as err:
-            raise ValueError(f"{path}: not a readable .npy array ({err})") from err
-        if arr.ndim != 3 or arr.shape[-1] != 3:
-            raise ValueError(f"{path}: normals must be an (H, W, 3) array, got shape {arr.shape}")
+def _size(path: Path) -> tuple[int, int]:
+    """(H, W) of a prediction or ground-truth file, from its header: a .npy array, else an image."""
+    if path.suffix.lower() == ".npy":
+        arr = read_normals(path, mmap=True)  # the header only
         return int(arr.shape[0]), int(arr.shape[1])
     try:
         with Image.open(path) as im:
@@ -84,9 +85,9 @@ def _size(path: Path, kind: str) -> tuple[int, int]:
         raise ValueError(f"{path}: not a readable image ({err})") from err
 
 
-def _checked(pairs: list[tuple[str, Path, Path]], kind: str) -> None:
+def _checked(pairs: list[tuple[str, Path, Path]]) -> None:
     for _, pred, gt in pairs:
-        a, b = _size(pred, kind), _size(gt, kind)
+        a, b = _size(pred), _size(gt)
         if a != b:
             raise ValueError(f"{pred}: prediction is {a[0]}x{a[1]} but its ground truth {gt} is {b[0]}x{b[1]}")
 
@@ -103,7 +104,7 @@ def evaluate_normals_directory(predictions: Path, ground_truth: Path, out: Path,
     are invalid pixels; a prediction without a direction at a valid pixel counts as 90 degrees.
     """
     pairs = pair_by_stem(predictions, ground_truth, ".npy")
-    _checked(pairs, "normals")
+    _checked(pairs)
     meter = NormalsMeter()
     for _, pred, gt in _progress(pairs, "evaluate normals", progress):
         meter.update(read_normals(pred), read_normals(gt))
@@ -130,7 +131,7 @@ def evaluate_segmentation_directory(
     if len(names) != classes:
         raise ValueError(f"{len(names)} class names for {classes} classes")
     pairs = pair_by_stem(predictions, ground_truth, ".png")
-    _checked(pairs, "labels")
+    _checked(pairs)
     meter = ConfusionMeter(classes, ignore_index=IGNORE)
     for _, pred, gt in _progress(pairs, "evaluate segmentation", progress):
         try:
