@@ -1,25 +1,30 @@
-"""Pictures people would rather look at than read: prediction grids and loss curves."""
+"""Pictures people would rather look at than read: prediction grids and loss curves, and the one
+place every figure (these, and the metrics' PR curves, error CDFs and confusion matrices) is saved.
+
+Figures are made with `matplotlib.figure.Figure`, never pyplot: no global backend to set, no figure
+registry to leak into, so importing this module changes nothing for a caller's own plots.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from pixelnet.atomic import atomic_file
 
 
-def save_figure(fig, path: Path, dpi: int = 110) -> None:
-    """Write to a temp name and rename, so a crash leaves no half-written PNG."""
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> None:
+    """Write `fig` to `path` in the format its suffix names (PNG without one) under a temporary
+    name, renamed into place when complete, so a crash leaves no half-written picture."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:  # the temp name ends in .tmp: the format is passed, not inferred
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi, bbox_inches="tight")
+    if getattr(fig.canvas, "manager", None) is not None:  # a pyplot figure from a caller: let pyplot forget it
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
 
 
 def picture_grid(rows: list[list[np.ndarray]], columns: list[str], row_labels: list[str], path: Path, title: str = "") -> None:
@@ -27,7 +32,8 @@ def picture_grid(rows: list[list[np.ndarray]], columns: list[str], row_labels: l
     if not rows:
         return
     n, m = len(rows), len(columns)
-    fig, axes = plt.subplots(n, m, figsize=(1.9 * m, 1.9 * n), squeeze=False)
+    fig = Figure(figsize=(1.9 * m, 1.9 * n))
+    axes = fig.subplots(n, m, squeeze=False)
     for i, row in enumerate(rows):
         for j, picture in enumerate(row):
             ax = axes[i][j]
@@ -44,7 +50,8 @@ def picture_grid(rows: list[list[np.ndarray]], columns: list[str], row_labels: l
 
 
 def loss_curve(steps: np.ndarray, losses: np.ndarray, path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = Figure(figsize=(5, 3))
+    ax = fig.subplots()
     ax.plot(steps, losses)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")

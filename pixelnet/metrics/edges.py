@@ -15,7 +15,6 @@ call (`matching.threshold_counts`).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +224,8 @@ def plot_pr(results: dict[str, BoundaryResult], path: Path, published: dict | No
     ({name: metrics.published.PublishedCurve}) adds other detectors' published curves, thin and dashed."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
+    from pixelnet.report import save_figure
+
     fig = Figure(figsize=(6, 6))
     ax = fig.subplots()
     grid = np.linspace(0.01, 1, 200)
@@ -250,7 +251,4 @@ def plot_pr(results: dict[str, BoundaryResult], path: Path, published: dict | No
     ax.grid(True, linewidth=0.3)
     if results or published:
         ax.legend(loc="lower left", fontsize="small" if published else None)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)

@@ -8,7 +8,6 @@ guess on average) rather than dropped, so a model cannot gain by abstaining.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +85,8 @@ def plot_error_cdf(errors: dict[str, np.ndarray], path: Path) -> None:
     """Share of pixels within each angle, one curve per method, with the 11.25/22.5/30° marks."""
     from matplotlib.figure import Figure
 
+    from pixelnet.report import save_figure
+
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     grid = np.linspace(0, 90, 181)
@@ -100,7 +101,4 @@ def plot_error_cdf(errors: dict[str, np.ndarray], path: Path) -> None:
     ax.set_ylabel("% of valid pixels within")
     ax.grid(True, linewidth=0.3)
     ax.legend(loc="lower right")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)

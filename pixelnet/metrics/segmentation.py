@@ -6,7 +6,6 @@ predicted but absent from the ground truth counts as 0, as in FCN and mmsegmenta
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +75,8 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> No
     """Row-normalised confusion heatmap (each ground-truth class sums to 1) as an image file."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
+    from pixelnet.report import save_figure
+
     matrix = np.asarray(matrix, dtype=np.float64)
     c = matrix.shape[0]
     if matrix.shape != (c, c) or len(class_names) != c:
@@ -92,7 +93,4 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> No
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
