@@ -9,10 +9,13 @@
 # reports/bsds500/explore20/NAME/ (params.yaml, metrics.json, train_loss.csv, summary.json, PR curve,
 # predictions) and keeps data in $EXPLORE_DATA (default data/explore: shards built once, a plan and a
 # model per run). Run from the repository root, with ../shared beside it (BSDS500 from
-# ../shared/datasets/BSR).
+# ../shared/datasets/BSR). Named NAME@OTHER (or with REUSE=OTHER) it trains nothing and scores run OTHER's model with this
+# run's params (test-time settings: evaluate.flip=true, evaluate.scales=[...]); its training files
+# are OTHER's, copied.
 set -euo pipefail
-name=${1:?usage: explore.sh NAME [dotted.key=value ...]}
+name=${1:?usage: explore.sh NAME[@OTHER] [dotted.key=value ...]}
 shift
+if [[ $name == *@* ]]; then REUSE=${name#*@}; name=${name%@*}; fi  # NAME@OTHER: score OTHER's model
 out=${EXPLORE_OUT:-reports/bsds500/explore20}/$name
 work=${EXPLORE_DATA:-data/explore}
 mkdir -p "$out" "$work"
@@ -41,12 +44,18 @@ if [ ! -f "$work/shards/manifest.json" ]; then
     uv run pixelnet shard bsds500 --raw "$work/raw" --out "$work/shards" --params "$P"
 fi
 start=$(date +%s)
-uv run pixelnet sample edges --shards "$work/shards" --out "$work/samples-$name" --report "$out/sampling.json" \
-    --params "$P" --quiet > /dev/null
-uv run pixelnet train edges --shards "$work/shards" --samples "$work/samples-$name" --out "$work/model-$name" \
-    --log "$out/train_loss.csv" --params "$P" --quiet > "$out/train_summary.json"
+model=${REUSE:-$name}
+if [ -n "${REUSE:-}" ]; then
+    src=$(dirname "$out")/$REUSE
+    cp "$src/sampling.json" "$src/train_loss.csv" "$src/train_summary.json" "$out/"
+else
+    uv run pixelnet sample edges --shards "$work/shards" --out "$work/samples-$name" --report "$out/sampling.json" \
+        --params "$P" --quiet > /dev/null
+    uv run pixelnet train edges --shards "$work/shards" --samples "$work/samples-$name" --out "$work/model-$name" \
+        --log "$out/train_loss.csv" --params "$P" --quiet > "$out/train_summary.json"
+fi
 trained=$(date +%s)
-uv run pixelnet evaluate edges --shards "$work/shards" --model "$work/model-$name/model.pt" --out "$out" \
+uv run pixelnet evaluate edges --shards "$work/shards" --model "$work/model-$model/model.pt" --out "$out" \
     --params "$P" --quiet > /dev/null
-echo "{\"name\": \"$name\", \"cpu\": \"$(lscpu | sed -n 's/^Model name: *//p')\", \"sample_and_train_s\": $((trained - start)), \"evaluate_s\": $(($(date +%s) - trained))}" > "$out/wall.json"
+echo "{\"name\": \"$name\", \"model_of\": \"$model\", \"cpu\": \"$(lscpu | sed -n 's/^Model name: *//p')\", \"sample_and_train_s\": $((trained - start)), \"evaluate_s\": $(($(date +%s) - trained))}" > "$out/wall.json"
 echo "$name: $(cat "$out/metrics.json" | tr -d '\n' | cut -c1-200)"
