@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pipeline.deps import TRAIN_CODE
 from pipeline.params import Params
 from pixelnet.atomic import atomic_dir
 from pixelnet.data import fetch
@@ -198,18 +199,16 @@ def train_stage(task_name: str, params: Params, shards: Path, samples: Path, out
     return summary
 
 
-# The library code the train stage runs (dvc.yaml's train deps): a checkpoint made by other code is
-# not resumed, since DVC re-runs the stage after a code change to get that code's result.
-_TRAIN_CODE = ("model", "tasks", "train.py", "batches.py", "data/transforms.py", "plan.py")
-
-
 def _code_id() -> str:
-    root = Path(__file__).resolve().parents[1] / "pixelnet"
+    """A digest of the library code the train stage runs (pipeline.deps.TRAIN_CODE, dvc.yaml's train
+    deps): a checkpoint made by other code is not resumed."""
+    repo = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for part in _TRAIN_CODE:
-        path = root / part
+    for part in TRAIN_CODE:
+        path = repo / part
         for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+            # Named relative to pixelnet/, as the code id always has.
+            digest.update(f.relative_to(repo / "pixelnet").as_posix().encode() + b"\0" + f.read_bytes())
     return digest.hexdigest()
 
 
