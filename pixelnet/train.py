@@ -285,11 +285,48 @@ def _signals_to(stop: list[int]):
             signal.signal(sig, handler)
 
 
+def _restore(state: dict, model: PixelNet, optimizer: torch.optim.Optimizer,
+             average: WeightAverage | None) -> tuple[int, list, list[float], list[str]]:
+    """Load a resumable checkpoint into the run; (start step, log rows, losses not yet in a row, skipped ids)."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if average is not None:
+        average.load_state_dict(state["average"])
+    _set_rng_state(state["rng"])
+    return int(state["step"]), state["log"], state["window"], state["skipped_ids"]
+
+
+def _throughput(steps: int, seconds: float, images: int, waited: float) -> dict:
+    """The timed steps' speed and the share of their wall time spent waiting for batches."""
+    return {"steps": steps, "seconds": round(seconds, 3), "images_per_s": round(images / max(seconds, 1e-9), 2),
+            "batches_per_s": round(steps / max(seconds, 1e-9), 3), "data_wait_share": round(waited / max(seconds, 1e-9), 4)}
+
+
 def _machine(device: torch.device) -> dict:
     """What trained the weights: the model card quotes it."""
     if device.type == "cuda":
         return {"gpu": torch.cuda.get_device_name(device)}
     return {"cpu": cpu_model(), "bf16_native": cpu_bf16_native(), "threads": torch.get_num_threads()}
+
+
+def _forward(model: PixelNet, fast: FastPath, distributed: bool) -> Callable:
+    """The model as the loop calls it: wrapped for DistributedDataParallel, compiled when asked."""
+    net = model
+    if distributed:
+        device = fast.device
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(net) if fast.compile else net
+
+
+def _next_batch(stream: Iterator[Batch], ledger: SkipLedger, fast: FastPath) -> tuple[Batch, float]:
+    """The next batch on the device, and the seconds spent waiting for it."""
+    t0 = time.perf_counter()
+    batch = next(stream)
+    ledger.record(batch.skipped)
+    batch = batch.to(fast.device)
+    if fast.channels_last:
+        batch.images = batch.images.contiguous(memory_format=torch.channels_last)
+    return batch, time.perf_counter() - t0
 
 
 def _step(forward: Callable, task: Task, batch: Batch, optimizer: torch.optim.Optimizer, fast: FastPath,
@@ -349,22 +386,13 @@ def train(
     print_ = fingerprint(model, task, config, data_id)
     resumable = callable(batches)
     state = _resumable(state_path, print_, say) if resumable else None
-    start, rows, window, skipped = 0, [], [], []
+    start, rows, window, skipped = _restore(state, model, optimizer, average) if state else (0, [], [], [])
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if average is not None:
-            average.load_state_dict(state["average"])
-        _set_rng_state(state["rng"])
-        start, rows, window, skipped = int(state["step"]), state["log"], state["window"], state["skipped_ids"]
         say(f"resuming from step {start} of {config.iterations} ({state_path})")
     ledger = SkipLedger(config.max_skipped, say, skipped)
     losses = LossLog(rows, window, start, device)
     stream = batches(start) if resumable else batches
-    net = model
-    if distributed:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    forward = torch.compile(net) if fast.compile else net
+    forward = _forward(model, fast, distributed)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_log = log_path.with_name(f".{log_path.name}.tmp")
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -386,13 +414,8 @@ def train(
                 lr = learning_rate(config, step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                t0 = time.perf_counter()
-                batch = next(stream)
-                ledger.record(batch.skipped)
-                batch = batch.to(device)
-                if fast.channels_last:
-                    batch.images = batch.images.contiguous(memory_format=torch.channels_last)
-                waited += time.perf_counter() - t0
+                batch, wait = _next_batch(stream, ledger, fast)
+                waited += wait
                 images += batch.images.shape[0]
                 losses.add(_step(forward, task, batch, optimizer, fast, config, model))
                 if average is not None:
@@ -423,10 +446,7 @@ def train(
     summary = {"task": task.name, "iterations": config.iterations, "seconds": round(seconds, 2),
                **fast.describe(), "final_loss": losses.last, "resumed_from": start, "skipped_samples": len(ledger.ids),
                "weights": f"moving average (ema {config.ema})" if average else "last step", "machine": _machine(device),
-               "throughput": {"steps": steps_timed, "seconds": round(timed, 3),
-                              "images_per_s": round(images / max(timed, 1e-9), 2),
-                              "batches_per_s": round(steps_timed / max(timed, 1e-9), 3),
-                              "data_wait_share": round(waited / max(timed, 1e-9), 4)}}
+               "throughput": _throughput(steps_timed, timed, images, waited)}
     if writer_rank:
         tmp_log.replace(log_path)
         if average is not None:
