@@ -33,15 +33,17 @@ def resolve_device(name: "str | torch.device") -> "torch.device":
     return torch.device(name)
 
 
+def _cpuinfo() -> str:
+    """/proc/cpuinfo's text, or "" where there is none (macOS, Windows) or it cannot be read."""
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        try:
-            cpuinfo = path.read_text(errors="replace") if path.is_file() else ""
-        except OSError:
-            cpuinfo = ""
-    for line in cpuinfo.splitlines():
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         if line.startswith("flags"):
             return set(line.partition(":")[2].split())
     return set()
@@ -57,12 +59,7 @@ def cpu_bf16_native() -> bool:
 
 def cpu_model() -> str:
     """The CPU's model name, as lscpu and the reports write it."""
-    path = Path("/proc/cpuinfo")
-    try:
-        text = path.read_text(errors="replace") if path.is_file() else ""
-    except OSError:
-        text = ""
-    for line in text.splitlines():
+    for line in _cpuinfo().splitlines():
         if line.startswith("model name"):
             return line.partition(":")[2].strip()
     return platform.processor() or platform.machine()
