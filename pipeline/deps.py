@@ -10,7 +10,7 @@ from __future__ import annotations
 
 # The library code of the train stage (dvc.yaml's train deps besides its data and STAGE_CODE).
 TRAIN_CODE = ("pixelnet/model", "pixelnet/tasks", "pixelnet/train.py", "pixelnet/batches.py",
-              "pixelnet/data/transforms.py", "pixelnet/plan.py")
+              "pixelnet/data/transforms.py", "pixelnet/plan.py", "pixelnet/device.py")
 
 # The stage layer each `pixelnet <command>` of a dvc.yaml runs: its body and the params loader.
 _STAGES = ("pipeline/stages.py", "pipeline/params.py")

@@ -25,8 +25,10 @@ def row(run: Path) -> str:
     wall = json.loads((run / "wall.json").read_text()) if (run / "wall.json").is_file() else {}
     cpu = machine.get("cpu", wall.get("cpu", "?")) + (" (bf16 native)" if machine.get("bf16_native") else "")
     t = summary["throughput"]
+    reused = wall.get("model_of", run.name) != run.name
+    trained = f"(`{wall['model_of']}`'s model)" if reused else f"{summary['seconds'] / 60:.1f} min"
     return (f"| `{run.name}` | {overrides} | {metrics['ods']:.4f} | {metrics['ois']:.4f} | {metrics['ap']:.4f} | {drawn} "
-            f"| {summary['seconds'] / 60:.1f} min | {t['images_per_s']:.1f} | {summary['final_loss']:.3f} | {cpu} |")
+            f"| {trained} | {t['images_per_s']:.1f} | {summary['final_loss']:.3f} | {cpu} |")
 
 
 def table(folder: Path) -> str:
