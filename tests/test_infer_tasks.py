@@ -107,3 +107,18 @@ def test_edge_meter_pool_and_nms_use_the_benchmark_core():
     nms.result()
     assert all(np.array_equal(a, b) for a, b in zip(nms._pending, by_hand))
     assert not all(np.array_equal(a, b) for a, b in zip(serial._pending, by_hand))
+
+
+def test_edge_annotations_refuse_a_multi_annotator_record_without_its_maps():
+    """Scoring against the union of annotators would inflate recall silently: a record whose dataset has
+    several annotators must carry each one's map; single-annotator (synthetic) data keeps the count map."""
+    from pixelnet.tasks.edges import annotations
+
+    record = _edge_records(1)[0]
+    assert len(annotations(record)) == 2
+    del record["boundaries"]
+    with pytest.raises(ValueError, match="im0"):
+        annotations(record)
+    single = {"key": "one", "edge": (record["edge"] > 0).astype(np.uint8), "meta": {"annotators": 1}}
+    assert [a.sum() for a in annotations(single)] == [(record["edge"] > 0).sum()]
+    assert len(annotations({"key": "bare", "edge": single["edge"], "meta": {}})) == 1

@@ -34,9 +34,18 @@ def strata(record: Record, consensus: int, ambiguous: str = "negative") -> np.nd
 
 
 def annotations(record: Record) -> list[np.ndarray]:
-    """Each annotator's boundary map: stored per annotator when the dataset has them, else the count map."""
+    """Each annotator's boundary map, as the benchmark matches against them one by one.
+
+    A record of a dataset with several annotators must carry them (`boundaries`): the count map alone
+    is their union, against which recall would be scored too high. With one annotator (synthetic
+    data, a user's folder) the count map is that annotator's map.
+    """
     if "boundaries" in record:
         return [b.astype(bool) for b in record["boundaries"]]
+    annotators = int(record.get("meta", {}).get("annotators", 1))
+    if annotators > 1:
+        raise ValueError(f"{record.get('key', '?')}: {annotators} annotators but no per-annotator boundaries "
+                         f"to score against (re-shard the dataset: its shards predate them)")
     return [record["edge"] > 0]
 
 
