@@ -26,20 +26,24 @@ from pixelnet.model.pixelnet import ModelConfig
 from pixelnet.model.trunk import STRIDES
 from pixelnet.plan import AugmentConfig
 from pixelnet.sampling import STRATEGIES, SamplingConfig
-from pixelnet.tasks.edges import AMBIGUOUS
+from pixelnet.tasks import TASKS
 from pixelnet.train import TrainConfig
 
 DATASETS = tuple(SOURCES)  # synthetic, bsds500, nyud, pascal_context, voc2012, folder
-TASK_NAMES = ("edges", "normals", "segmentation")
+
+
+def __getattr__(name: str) -> Any:
+    # TASK_NAMES: the task registry's names as of now, so a task registered after import counts too.
+    if name == "TASK_NAMES":
+        return tuple(TASKS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
 class TaskParams:
     dataset: str = "synthetic"
-    consensus: int = 3          # edges: annotators needed for a positive (capped at how many there were)
-    ambiguous: str = "negative"  # edges: pixels marked by fewer annotators than the consensus train as
-                                 # negatives, or "ignore": never drawn (RCF leaves them out of the loss)
-    loss: str = "l2"            # normals: "l2" (Euclidean on raw outputs, the paper's) or "cosine"
+    # The task's own keys (edges: consensus, ambiguous; normals: loss), as its class's Settings dataclass.
+    settings: Any = None
     # Overrides for this task only of `train` keys (e.g. more iterations for the regression task),
     # `sampling.augment` keys (edges rotate, the others need not) and `model` keys.
     train: tuple[tuple[str, Any], ...] = ()
@@ -85,7 +89,7 @@ class Params:
     @property
     def boundary(self) -> BoundaryConfig:
         e = self.evaluate
-        return BoundaryConfig(thresholds=e.thresholds, max_dist=e.max_dist, thin=e.thin)
+        return BoundaryConfig(thresholds=e.thresholds, max_dist=e.max_dist, thin=e.thin, nms=e.nms)
 
 
 def _per_task(cls: type, shared: dict[str, Any], tasks: dict[str, TaskParams], section: str) -> dict[str, Any]:
@@ -101,6 +105,35 @@ def _per_task(cls: type, shared: dict[str, Any], tasks: dict[str, TaskParams], s
 _SECTIONS = {"datasets", "data", "tasks", "sampling", "model", "train", "evaluate"}
 _AUGMENT_KEYS = tuple(f.name for f in dataclasses.fields(AugmentConfig))
 _OVERRIDES = ("train", "augment", "model")  # per-task override sections under tasks.<task>
+_TASK_COMMON = ("dataset", *_OVERRIDES)     # keys of every task; the rest are the task's own (its Settings)
+
+
+def _task_section(name: str, section: Any) -> TaskParams:
+    """tasks.<name>: the keys every task has, and the task's own keys as its class's Settings."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ParamsError(f"tasks.{name}: expected a mapping, got {section!r}")
+    settings_cls = TASKS[name].Settings
+    own = [f.name for f in dataclasses.fields(settings_cls)]
+    for key in section:
+        if key not in _TASK_COMMON and key not in own:
+            raise ParamsError(f"tasks.{name}.{key}: unknown key; allowed under tasks.{name}: "
+                              f"{', '.join(('dataset', *own, *_OVERRIDES))}")
+    settings = _make(settings_cls, _fields(settings_cls, {k: v for k, v in section.items() if k in own},
+                                           f"tasks.{name}"), f"tasks.{name}")
+    common = {k: v for k, v in section.items() if k in _TASK_COMMON}
+    tp = _make(TaskParams, _fields(TaskParams, {k: v for k, v in common.items() if k not in _OVERRIDES},
+                                   f"tasks.{name}", skip=("settings", *_OVERRIDES)), f"tasks.{name}")
+    tp = dataclasses.replace(tp, settings=settings)
+    for key in _OVERRIDES:
+        value = common.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ParamsError(f"tasks.{name}.{key}: expected a mapping of {key} keys, got {value!r}")
+        tp = dataclasses.replace(tp, **{key: tuple(value.items())})
+    return tp
 
 
 def parse_params(raw: Any) -> Params:
@@ -130,25 +163,11 @@ def parse_params(raw: Any) -> Params:
         raise ParamsError("tasks: expected a mapping of task name to settings")
     tasks: dict[str, TaskParams] = {}
     for name, section in tasks_raw.items():
-        if name not in TASK_NAMES:
-            raise ParamsError(f"tasks.{name}: unknown task; allowed: {', '.join(TASK_NAMES)}")
-        section = dict(section or {}) if isinstance(section, dict) else section
-        overrides = {k: section.pop(k, None) for k in _OVERRIDES} if isinstance(section, dict) else {}
-        tp = _make(TaskParams, _fields(TaskParams, section, f"tasks.{name}", skip=_OVERRIDES), f"tasks.{name}")
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                raise ParamsError(f"tasks.{name}.{key}: expected a mapping of {key} keys, got {value!r}")
-            tp = dataclasses.replace(tp, **{key: tuple(value.items())})
+        if name not in TASKS:
+            raise ParamsError(f"tasks.{name}: unknown task; allowed: {', '.join(TASKS)}")
+        tp = _task_section(name, section)
         if tp.dataset not in datasets:
             raise ParamsError(f"tasks.{name}.dataset: {tp.dataset!r} is not in datasets {list(datasets)}")
-        if tp.consensus < 1:
-            raise ParamsError(f"tasks.{name}.consensus: must be >= 1, got {tp.consensus}")
-        if tp.ambiguous not in AMBIGUOUS:
-            raise ParamsError(f"tasks.{name}.ambiguous: must be one of {', '.join(AMBIGUOUS)}, got {tp.ambiguous!r}")
-        if tp.loss not in ("cosine", "l2"):
-            raise ParamsError(f"tasks.{name}.loss: must be 'cosine' or 'l2', got {tp.loss!r}")
         tasks[name] = tp
 
     sampling_raw = dict(raw.get("sampling") or {})
@@ -162,8 +181,8 @@ def parse_params(raw: Any) -> Params:
     common = _fields(SamplingConfig, sampling_raw, "sampling", skip=("strategy",))
     sampling: dict[str, SamplingConfig] = {}
     for name in strategies:
-        if name not in TASK_NAMES:
-            raise ParamsError(f"sampling.strategy.{name}: unknown task; allowed: {', '.join(TASK_NAMES)}")
+        if name not in TASKS:
+            raise ParamsError(f"sampling.strategy.{name}: unknown task; allowed: {', '.join(TASKS)}")
     for name in tasks:
         strategy = _typecheck(strategies.get(name, "uniform"), str, f"sampling.strategy.{name}")
         if strategy not in STRATEGIES:
@@ -199,7 +218,8 @@ def parse_params(raw: Any) -> Params:
     evaluate = _make(EvalParams, _fields(EvalParams, raw.get("evaluate"), "evaluate"), "evaluate")
     _make(InferConfig, {"scales": evaluate.scales, "flip": evaluate.flip, "chunk_pixels": evaluate.chunk_pixels,
                         "precision": evaluate.precision}, "evaluate")
-    _make(BoundaryConfig, {"thresholds": evaluate.thresholds, "max_dist": evaluate.max_dist, "thin": evaluate.thin}, "evaluate")
+    _make(BoundaryConfig, {"thresholds": evaluate.thresholds, "max_dist": evaluate.max_dist, "thin": evaluate.thin,
+                           "nms": evaluate.nms}, "evaluate")
     if evaluate.workers < 1:
         raise ParamsError(f"evaluate.workers: must be >= 1, got {evaluate.workers}")
     if evaluate.grid_images < 0 or evaluate.max_images < 0:

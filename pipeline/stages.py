@@ -25,15 +25,11 @@ from pixelnet.data.registry import SOURCES
 from pixelnet.batches import PixelBatches, batch_loader
 from pixelnet.data.shards import read_manifest, read_shards, shard_paths, write_shards
 from pixelnet.infer import predict
-from pixelnet.metrics.edges_io import metrics_dict, write_official
-from pixelnet.metrics.edges import plot_pr
-from pixelnet.metrics.published import load_published
-from pixelnet.metrics.normals import plot_error_cdf
-from pixelnet.metrics.segmentation import plot_confusion
 from pixelnet.model.pixelnet import build_model, model_from_checkpoint
 from pixelnet.report import loss_curve, picture_grid
 from pixelnet.plan import PLAN_FILE, Plan, auto_draws, inside, move, plan_image
 from pixelnet.tasks import TASKS
+from pixelnet.tasks.base import ReportContext, TaskContext
 from pixelnet.train import resolve_device, train
 
 
@@ -46,18 +42,14 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def make_task(name: str, params: Params, shard_dir: Path | None = None):
-    """The Task object for `name`, configured from params (segmentation reads its classes from the manifest)."""
+    """The Task object for `name`, built by its class from its own settings (tasks.<name>) and what the
+    stages know besides: the classes of the shards' manifest, the edge benchmark's protocol, workers."""
     tp = params.tasks[name] if name in params.tasks else None
     if tp is None:
         raise ValueError(f"tasks.{name}: not configured in params.yaml")
-    if name == "edges":
-        return TASKS[name](consensus=tp.consensus, ambiguous=tp.ambiguous, boundary=params.boundary,
-                           nms=params.evaluate.nms, workers=params.evaluate.workers)
-    if name == "normals":
-        return TASKS[name](loss_kind=tp.loss)
-    if shard_dir is None:
-        raise ValueError("segmentation needs the shard folder to know its classes")
-    return TASKS[name](num_classes=len(read_manifest(shard_dir)["classes"]))
+    classes = tuple(read_manifest(shard_dir)["classes"]) if shard_dir is not None else None
+    context = TaskContext(classes=classes, boundary=params.boundary, workers=params.evaluate.workers)
+    return TASKS[name].from_settings(tp.settings, context)
 
 
 # ----------------------------------------------------------------------------- download, shard
@@ -257,19 +249,7 @@ def evaluate(task_name: str, params: Params, shards: Path, model_path: Path, out
     out.mkdir(parents=True, exist_ok=True)
     picture_grid(grid, ["input", "ground truth", "PixelNet", baseline.name], labels, out / "predictions.png",
                  title=f"{task_name} on {manifest['dataset']} {test_split}")
-    if task_name == "edges":
-        result = meters["model"].result()
-        # The field's published curves are on BSDS500's test images: drawn beside ours only when we score test too.
-        published = load_published() if manifest["dataset"] == "bsds500" and test_split == "test" else None
-        plot_pr({"PixelNet": result, baseline.name: meters["baseline"].result()}, out / "pr_curve.png", published)
-        write_official(result, out)  # eval_bdry*.txt as the official benchmark (and evaluate-edges) write them
-        # Each image's best F by name (eval_bdry_img.txt numbers them): what a model card quotes per image.
-        per_image = metrics_dict(result, meters["model"].keys, params.boundary, params.evaluate.nms)["per_image"]
-        write_json(out / "per_image.json", {"images": per_image})
-    if task_name == "normals":
-        plot_error_cdf({"PixelNet": meters["model"].inner.errors(), baseline.name: meters["baseline"].inner.errors()},
-                       out / "angular_error.png")
-    if task_name == "segmentation":
-        plot_confusion(meters["model"].inner.matrix, list(manifest["classes"]), out / "confusion.png")
+    task.report(meters, out, ReportContext(dataset=manifest["dataset"], split=test_split,
+                                           classes=tuple(manifest["classes"]), baseline=baseline.name))
     write_json(out / "metrics.json", metrics)
     return metrics

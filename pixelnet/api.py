@@ -17,8 +17,9 @@ from pixelnet.data.images import to_rgb8
 from pixelnet.infer import InferConfig
 from pixelnet.inputs import OutputConfig, check_size
 from pixelnet.model.pixelnet import ModelConfig, PixelNet
-from pixelnet.predict import TileConfig, edge_map, load_model, predict_image, resolve_device
+from pixelnet.predict import TileConfig, load_model, predict_image, resolve_device
 from pixelnet.tasks.base import Task
+from pixelnet.tasks.edges import edge_map
 from pixelnet.zoo import resolve
 
 
@@ -66,7 +67,7 @@ class Model:
         """One-pixel-wide edges: (H, W) probabilities -> (H, W) float32, thinned by the edges toolbox's
         non-maximum suppression exactly as the benchmark runs it (`pixelnet.metrics.nms.edge_nms`
         with its defaults): ridges keep their smoothed probabilities, everything else is zero."""
-        if self.task != "edges":
+        if not self._task.thin_edges:
             raise ValueError(f"nms thins edge maps; this is a {self.task} model")
         e = np.asarray(edges)
         if e.ndim != 2 or e.dtype.kind not in "fui":

@@ -64,3 +64,27 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write a file under a temporary name beside it, then rename: readers never see half of it."""
     with atomic_file(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """`payload` as indented JSON with a final newline, written atomically."""
+    import json
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def write_png(path: Path, array) -> None:
+    """An (H, W) or (H, W, 3) uint8 array as a PNG, written atomically."""
+    from PIL import Image
+
+    with atomic_file(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def write_npy(path: Path, array) -> None:
+    """An array as a .npy file, written atomically."""
+    import numpy as np
+
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+        np.save(f, array)

@@ -4,7 +4,8 @@
 reported at once, as one line naming the file, and nothing is written. What is checked:
 
 * the model: a pixelnet ``model.pt`` (read by `pixelnet.zoo.header`, torch-free) naming a task;
-  the output options suit that task (`OutputConfig.check_task`);
+  the output options suit that task (`OutputConfig.check_task`: its `Task.output_suffixes` and
+  `Task.thin_edges`, read from the task's class, which imports no torch);
 * the images: every path exists; a folder stands for the images in it (`IMAGE_SUFFIXES`, any
   case; hidden files skipped), its subfolders too with ``recursive`` (hidden ones and the output
   folder skipped); a folder without images is an error. Outputs are named by the image's stem
@@ -24,23 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixelnet.data.folder import read_image
+from pixelnet.tasks import TASKS
 from pixelnet.zoo.header import deepest_stride, read_header
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-FORMATS = {"edges": ("png", "npy"), "normals": ("png", "npy"), "segmentation": ("png",)}  # per task
+FORMATS = ("png", "npy")  # what some task writes; each task says which of them it writes (Task.output_suffixes)
 NMS_MIN_SIDE = 2  # pixelnet.metrics.nms.edge_nms interpolates between neighbours
 
 
 @dataclass(frozen=True)
 class OutputConfig:
     format: str = "png"        # png: 8-bit pictures; npy: float arrays (edges, normals)
-    nms: bool = False          # edges: thin the map with the edges toolbox's NMS, as the benchmark does
-    thin: bool = False         # edges: then binarise at `threshold` and thin morphologically (needs nms)
-    threshold: float = 0.5     # edges with thin: probabilities >= threshold are edges
+    nms: bool = False          # edge maps: thin with the edges toolbox's NMS, as the benchmark does
+    thin: bool = False         # edge maps: then binarise at `threshold` and thin morphologically (needs nms)
+    threshold: float = 0.5     # with thin: probabilities >= threshold are edges
 
     def __post_init__(self) -> None:
-        if self.format not in ("png", "npy"):
-            raise ValueError(f"--format must be png or npy, got {self.format!r}")
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be {' or '.join(FORMATS)}, got {self.format!r}")
         if not 0 < self.threshold <= 1:
             raise ValueError(f"--threshold must lie in (0, 1], got {self.threshold}")
         if self.thin and not self.nms:
@@ -48,13 +50,15 @@ class OutputConfig:
 
     def check_task(self, task: str, where: Path | str) -> None:
         """The options suit a model of `task`; errors name the model and its task."""
-        if task not in FORMATS:
-            raise ValueError(f"{where}: checkpoint names no known task ({task!r}; expected one of {list(FORMATS)})")
-        if self.nms and task != "edges":
+        if task not in TASKS:
+            raise ValueError(f"{where}: checkpoint names no known task ({task!r}; expected one of {list(TASKS)})")
+        kind = TASKS[task]
+        if self.nms and not kind.thin_edges:
             raise ValueError(f"--nms/--thin: {where} is a {task} model; NMS thins edge maps only")
-        if self.format not in FORMATS[task]:
-            raise ValueError(f"--format {self.format}: {where} is a {task} model, whose class ids are written "
-                             f"losslessly as <stem>_labels.png; npy is for edges and normals")
+        if self.format not in kind.output_suffixes:
+            written = ", ".join(dict.fromkeys(f"<stem>{s}" for suffixes in kind.output_suffixes.values() for s in suffixes))
+            raise ValueError(f"--format {self.format}: {where} is a {task} model, written as "
+                             f"{' or '.join(kind.output_suffixes)} only ({written})")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ and the overlap:
   inference holds them; tiling bounds the trunk's feature maps, the large part.
 
 Outputs per image, written each under a temporary name and renamed (see `write_outputs`), with
-`OutputConfig.format` png (the default) or npy:
+`OutputConfig.format` png (the default) or npy; each task names them (`Task.output_suffixes`) and
+writes them (`Task.write_outputs`):
 
 * edges: ``<stem>_edges.png``, 8-bit grey, white edges on black (255 * probability): the
   convention of BSDS/HED result images and the format ``pixelnet evaluate-edges`` reads; npy:
@@ -34,7 +35,8 @@ Outputs per image, written each under a temporary name and renamed (see `write_o
   thinned by the edges toolbox's NMS exactly as the benchmark runs it (`pixelnet.metrics.nms.edge_nms`
   with its defaults: one-pixel-wide ridges keeping their smoothed probabilities, zero elsewhere);
   with `OutputConfig.thin` the ridges >= `threshold` are then thinned as the benchmark thins each
-  binarised map (`pixelnet.metrics.thinning.thin`) and keep their probabilities, the rest is zero.
+  binarised map (`pixelnet.metrics.thinning.thin`) and keep their probabilities, the rest is zero
+  (`pixelnet.tasks.edges.edge_map`).
 * normals: ``<stem>_normals.png`` (RGB = (n + 1) / 2 * 255; x right, y up, z towards the viewer)
   and ``<stem>_normals.npy``, (H, W, 3) float32 unit vectors; npy: the .npy alone.
 * segmentation: ``<stem>_labels.png`` (one channel, the raw class ids), ``<stem>_segmentation.png``
@@ -54,10 +56,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from pixelnet.atomic import atomic_file
 from pixelnet.data.folder import read_image
 from pixelnet.device import resolve_device
 from pixelnet.infer import InferConfig, activations
@@ -65,12 +65,8 @@ from pixelnet.inputs import CheckedInputs, OutputConfig, check_request
 from pixelnet.model.pixelnet import PixelNet, model_from_checkpoint
 from pixelnet.tasks import TASKS
 from pixelnet.tasks.base import Task
-from pixelnet.tasks.segmentation import palette
 
 MIN_OVERLAP = 32
-SUFFIXES = {"edges": ("_edges.png",), "normals": ("_normals.png", "_normals.npy"),
-            "segmentation": ("_labels.png", "_segmentation.png", "_legend.png")}  # --format png
-NPY_SUFFIXES = {"edges": ("_edges.npy",), "normals": ("_normals.npy",)}  # --format npy
 
 
 @dataclass(frozen=True)
@@ -169,19 +165,7 @@ def task_from_payload(payload: dict, out_channels: int, where: Path) -> tuple[Ta
     name = payload.get("task")
     if name not in TASKS:
         raise ValueError(f"{where}: checkpoint names no known task ({name!r}; expected one of {list(TASKS)})")
-    task = TASKS[name](num_classes=out_channels) if name == "segmentation" else TASKS[name]()
-    if task.out_channels != out_channels:
-        raise ValueError(f"{where}: a {name} model needs {task.out_channels} outputs, this one has {out_channels}")
-    if name != "segmentation":
-        return task, []
-    if out_channels > 255:
-        raise ValueError(f"{where}: {out_channels} classes do not fit a one-channel 8-bit label map (at most 255)")
-    classes = payload.get("classes")
-    if classes is None:
-        return task, [str(k) for k in range(out_channels)]
-    if not isinstance(classes, (list, tuple)) or len(classes) != out_channels:
-        raise ValueError(f"{where}: 'classes' must list {out_channels} names, got {classes!r:.80}")
-    return task, [str(c) for c in classes]
+    return TASKS[name].from_checkpoint(payload, out_channels, where)
 
 
 def load_model(path: Path, device: str | torch.device) -> tuple[PixelNet, Task, list[str]]:
@@ -194,80 +178,19 @@ def load_model(path: Path, device: str | torch.device) -> tuple[PixelNet, Task, 
 
 # ----------------------------------------------------------------------------- outputs
 
-def output_paths(task_name: str, out_dir: Path, stem: str, format: str = "png") -> list[Path]:
-    suffixes = SUFFIXES if format == "png" else NPY_SUFFIXES
-    if task_name not in suffixes:
-        raise ValueError(f"--format {format}: no {format} output for a {task_name} model")
-    return [Path(out_dir) / f"{stem}{suffix}" for suffix in suffixes[task_name]]
-
-
-def edge_map(edges: np.ndarray, outputs: OutputConfig) -> np.ndarray:
-    """(H, W) edge probabilities -> the (H, W) float32 map to write: as predicted, or thinned as the
-    benchmark thins it (see the module doc)."""
-    if not outputs.nms:
-        return np.clip(edges, 0, 1).astype(np.float32)
-    # Imported here: numba's import and first compile cost seconds that a plain prediction skips.
-    from pixelnet.metrics.nms import edge_nms
-
-    thinned = np.clip(edge_nms(edges), 0, 1)  # (H, W) float64, the defaults the benchmark uses
-    if outputs.thin:
-        from pixelnet.metrics.thinning import thin
-
-        thinned = np.where(thin(thinned >= outputs.threshold), thinned, 0)  # as edges.py binarises: >=
-    return thinned.astype(np.float32)
-
-
-def _save_png(path: Path, array: np.ndarray) -> None:
-    with atomic_file(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_file(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
-        np.save(f, array)
-
-
-def legend(labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """(h, w, 3) uint8 picture listing the classes present in `labels`: swatch, id, name, share of pixels."""
-    ids, counts = np.unique(labels, return_counts=True)
-    colours = palette(256)
-    font = ImageFont.load_default(size=14)
-    lines = [f"{k:3d}  {classes[k] if k < len(classes) else k}  ({100 * c / labels.size:.1f}%)" for k, c in zip(ids, counts)]
-    row, pad, swatch = 22, 8, 16
-    width = pad * 3 + swatch + max(int(font.getlength(t)) for t in lines)
-    canvas = Image.new("RGB", (width, pad * 2 + row * len(lines)), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for i, (k, text) in enumerate(zip(ids, lines)):
-        top = pad + i * row
-        draw.rectangle([pad, top + 2, pad + swatch, top + 2 + swatch], fill=tuple(int(v) for v in colours[k]), outline=(0, 0, 0))
-        draw.text((pad * 2 + swatch, top + 2), text, fill=(0, 0, 0), font=font)
-    return np.asarray(canvas)
+def output_paths(task: Task, out_dir: Path, stem: str, format: str = "png") -> list[Path]:
+    """The files `write_outputs` writes for one image: <stem><suffix> for each of the task's suffixes."""
+    if format not in task.output_suffixes:
+        raise ValueError(f"--format {format}: no {format} output for a {task.name} model")
+    return [Path(out_dir) / f"{stem}{suffix}" for suffix in task.output_suffixes[format]]
 
 
 def write_outputs(task: Task, prediction: np.ndarray, out_dir: Path, stem: str, classes: Sequence[str] = (),
                   outputs: OutputConfig = OutputConfig()) -> list[Path]:
     """Write one image's prediction (Task.finalize's map) as the files named in the module doc; each
     file appears complete or not at all."""
-    paths = output_paths(task.name, out_dir, stem, outputs.format)
-    if task.name == "edges":
-        edges = edge_map(prediction, outputs)  # (H, W) float32 in [0, 1]
-        if outputs.format == "npy":
-            _save_npy(paths[0], edges)
-        else:
-            _save_png(paths[0], np.round(edges * 255).astype(np.uint8))  # (H, W) white on black
-    elif task.name == "normals":
-        if outputs.format == "npy":
-            _save_npy(paths[0], prediction.astype(np.float32))  # (H, W, 3)
-        else:
-            _save_png(paths[0], task.visualize(prediction))  # (H, W, 3) (n + 1) * 127.5
-            _save_npy(paths[1], prediction.astype(np.float32))  # (H, W, 3)
-    elif task.name == "segmentation":
-        labels = prediction.astype(np.uint8)  # (H, W) class ids
-        _save_png(paths[0], labels)
-        _save_png(paths[1], task.visualize(labels))  # (H, W, 3) palette colours
-        _save_png(paths[2], legend(labels, classes))
-    else:
-        raise ValueError(f"no output writer for task {task.name!r}")
+    paths = output_paths(task, out_dir, stem, outputs.format)
+    task.write_outputs(prediction, paths, classes, outputs)
     return paths
 
 
@@ -312,7 +235,7 @@ def predict_files(checkpoint: Path, images: Sequence[Path] | CheckedInputs, out_
     bar = tqdm(total=len(checked.images), desc="predict", unit="img", disable=not progress)
     try:
         for path in checked.images:
-            targets = output_paths(task.name, out_dir, path.stem, outputs.format)
+            targets = output_paths(task, out_dir, path.stem, outputs.format)
             if skip_existing and all(t.is_file() for t in targets):
                 if on_skip is not None:
                     with tqdm.external_write_mode():  # the bar steps aside while the caller prints

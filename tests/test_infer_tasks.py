@@ -1,5 +1,7 @@
 """Dense inference (chunked, multi-scale, flipped) and the task losses."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -97,7 +99,8 @@ def test_edge_meter_pool_and_nms_use_the_benchmark_core():
     config = BoundaryConfig(thresholds=9)
     records = _edge_records(3)
     preds = [np.random.default_rng(i).random((24, 30)) for i in range(3)]
-    serial, pooled, nms = (EdgesTask(boundary=config, nms=n, workers=w).meter() for n, w in ((0, 1), (0, 2), (1, 1)))
+    serial, pooled, nms = (EdgesTask(boundary=dataclasses.replace(config, nms=n), workers=w).meter()
+                           for n, w in ((False, 1), (False, 2), (True, 1)))
     for pred, record in zip(preds, records):
         for meter in (serial, pooled, nms):
             meter.update(pred, record)

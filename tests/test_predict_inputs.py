@@ -22,7 +22,7 @@ from pixelnet.metrics.thinning import thin
 from pixelnet.model import trunk
 from pixelnet.inputs import OutputConfig
 from pixelnet.model.pixelnet import ModelConfig, PixelNet, load_checkpoint, save_checkpoint
-from pixelnet.predict import edge_map
+from pixelnet.tasks.edges import edge_map
 from pixelnet.zoo import ZOO
 from pixelnet.zoo.header import STRIDES, deepest_stride, read_header
 

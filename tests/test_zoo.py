@@ -14,8 +14,8 @@ from pipeline.card import parse_card_per_image
 from pipeline.cli import app
 from pixelnet.data.folder import read_image
 from pixelnet.infer import InferConfig
-from pixelnet.metrics.edges import BoundaryConfig, collect, thresholds_for
-from pixelnet.metrics.edges_io import counts_with_nms, read_ground_truth
+from pixelnet.metrics.edges import BoundaryConfig, collect, image_counts, thresholds_for
+from pixelnet.metrics.edges_io import read_ground_truth
 from pixelnet.model.pixelnet import ModelConfig, PixelNet, load_checkpoint, model_from_checkpoint, save_checkpoint
 from pixelnet.predict import TileConfig, predict_image
 from pixelnet.tasks import TASKS
@@ -107,12 +107,12 @@ def test_shipped_model_scores_its_cards_per_image_f_on_real_test_images():
     assert len(card) == 3
     model, _ = model_from_checkpoint(resolve(SHIPPED))
     task = TASKS["edges"]()
-    config = BoundaryConfig(thresholds=99, max_dist=0.0075, thin=True)
+    config = BoundaryConfig(thresholds=99, max_dist=0.0075, thin=True, nms=True)
     for key, expected in card.items():
         image_id = key.removeprefix("test-")
         image = read_image(BSR / "images" / "test" / f"{image_id}.jpg")
         pred = predict_image(model, task, image, InferConfig(scales=(1.0,)), TileConfig(), "cpu")
-        counts = counts_with_nms(pred.astype(np.float64), read_ground_truth(BSR / "groundTruth" / "test" / f"{image_id}.mat"),
-                                 config, nms=True)
+        counts = image_counts(pred.astype(np.float64), read_ground_truth(BSR / "groundTruth" / "test" / f"{image_id}.mat"),
+                              config)
         got = collect([counts], thresholds_for(config.thresholds)).per_image[0]["f"]
         assert abs(got - expected) <= 0.01, f"{key}: best F {got:.4f}, the card says {expected:.4f}"

@@ -24,9 +24,9 @@ from pipeline.ablations.experiments import (backfill_evaluation, collect_arms, l
 from pipeline.ablations.grid import (ARMS, GRID, REPORT, AblationError, Grid, apply_overrides, budget_of, evaluation_of,
                                      load_grid, parse_override)
 from pipeline.ablations.report import load_arm_files, render_report
-from pipeline.ablations.verdicts import BASELINE_CHECKS, baseline_check, judge, results, verdict
+from pipeline.ablations.verdicts import baseline_check, baseline_rule, judge, results, verdict
 
-__all__ = ["ARMS", "BASELINE_CHECKS", "GRID", "REPORT", "AblationError", "Grid", "ablations_app", "apply_overrides",
-           "backfill_evaluation", "baseline_check", "budget_of", "collect_arms", "evaluation_of", "experiments", "judge",
+__all__ = ["ARMS", "GRID", "REPORT", "AblationError", "Grid", "ablations_app", "apply_overrides",
+           "backfill_evaluation", "baseline_check", "baseline_rule", "budget_of", "collect_arms", "evaluation_of", "experiments", "judge",
            "load_arm_files", "load_experiments", "load_grid", "parse_override", "plan_queue", "queue_argv",
            "read_experiments", "render_report", "results", "verdict"]

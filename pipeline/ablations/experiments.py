@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from pixelnet.atomic import atomic_write_text
+from pixelnet.tasks import TASKS
 
 from pipeline.ablations.grid import (AblationError, Arm, Grid, Table, apply_overrides, budget_of, evaluation_of,
                                      evaluation_text, lookup, override_mismatch)
@@ -301,10 +302,12 @@ def backfill_evaluation(tables: tuple[Table, ...], arms: Path) -> list[str]:
 
 
 def _copy_curves(arm: Arm, rev: str, folder: Path) -> list[str]:
-    """The arm's loss log (and, for edges, the PR curve) from the experiment's commit, for plots."""
+    """The arm's loss log (and its PR curve, for a task whose evaluation writes one: edges) from the
+    experiment's commit, for plots."""
     wanted = [(f"reports/{arm.task}/train_loss.csv", f"{arm.name}.loss.csv")]
-    if arm.task == "edges":
-        wanted.append(("reports/edges/eval_bdry_thr.txt", f"{arm.name}.pr.txt"))
+    pr_curve = TASKS[arm.task].pr_curve
+    if pr_curve:
+        wanted.append((f"reports/{arm.task}/{pr_curve}", f"{arm.name}.pr.txt"))
     notes = []
     for src, dst in wanted:
         done = run_command(["git", "show", f"{rev}:{src}"], check=False)

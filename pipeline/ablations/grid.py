@@ -18,11 +18,11 @@ from typing import Any
 import yaml
 
 from pipeline.typed import ParamsError, build
+from pixelnet.tasks import TASKS
 
 GRID = Path("recipes/ablations/grid.yaml")
 ARMS = Path("reports/ablations/arms")
 REPORT = Path("reports/ablations")
-TASKS = ("edges", "normals", "segmentation")
 SOURCES = ("bsds500",)  # datasets whose local path `queue` passes in (never written into the grid)
 # The budget keys a plot may put on an axis: (short name, axis label).
 AXES = {"pixels_per_image": ("N", "N, pixels per image"), "images_per_batch": ("M", "M, images a step"),

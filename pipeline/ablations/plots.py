@@ -1,5 +1,6 @@
 """The report's plots, from the committed arm files and the curves `collect` copied beside them:
-each plot spec of the grid (a metric against a budget key), loss curves per task, PR curves for edges."""
+each plot spec of the grid (a metric against a budget key), loss curves per task, PR curves for the
+tasks whose evaluation writes one (`Task.pr_curve`: edges)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from pixelnet.atomic import atomic_file
+from pixelnet.tasks import TASKS
 
 from pipeline.ablations.experiments import arm_file
-from pipeline.ablations.grid import AXES, TASKS, Table
+from pipeline.ablations.grid import AXES, Table
 
 
 def table_plots(table: Table, docs: dict[str, dict], arms: Path, out_dir: Path) -> list[tuple[str, str]]:
     """PNGs for one table: each plot spec (metric against a budget key), loss curves per task and
-    PR curves for edges, from the arm files and the curves `collect` copied beside them."""
+    PR curves (edges), from the arm files and the curves `collect` copied beside them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,7 +75,7 @@ def table_plots(table: Table, docs: dict[str, dict], arms: Path, out_dir: Path) 
             ax.legend(fontsize=8)
             fig.tight_layout()
             save(fig, f"{table.id}-loss-{task}.png", f"Table {table.paper_table}, training loss, {task}")
-    curves = [(a, arm_file(arms, a).with_name(f"{a.name}.pr.txt")) for a in ran if a.task == "edges"]
+    curves = [(a, arm_file(arms, a).with_name(f"{a.name}.pr.txt")) for a in ran if TASKS[a.task].pr_curve]
     curves = [(a, p) for a, p in curves if p.is_file()]
     if curves:
         fig, ax = plt.subplots(figsize=(4.5, 4.5))

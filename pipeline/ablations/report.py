@@ -15,7 +15,7 @@ from pixelnet.atomic import atomic_write_text
 from pipeline.ablations.experiments import arm_file, queue_argv, read_json
 from pipeline.ablations.grid import AblationError, Arm, BUDGET_KEYS, Column, Grid, Table, evaluation_text
 from pipeline.ablations.plots import table_plots
-from pipeline.ablations.verdicts import (BASELINE_CHECKS, NO_VERDICT, ColumnVerdict, TableResult, baseline_check,
+from pipeline.ablations.verdicts import (NO_VERDICT, ColumnVerdict, TableResult, baseline_check, baseline_rule,
                                          failed_text, judge, results, verdict)
 
 # The paper's analyses test one scale, no flip averaging: "We use a single-scale 224 × 224 image as
@@ -357,9 +357,11 @@ uv run pixelnet ablations render                                   # this page, 
 ```"""
 
 
-def _rules() -> str:
+def _rules(grid: Grid) -> str:
+    tasks = dict.fromkeys(arm.task for table in grid.tables for arm in table.arms)  # in the grid's order
+    rules = {task: baseline_rule(task) for task in tasks}
     checks = "; ".join(f"{task}: {c.label} {'below' if c.better == 'higher' else 'above'} {c.baseline}'s"
-                       for task, c in BASELINE_CHECKS.items())
+                       for task, c in rules.items() if c is not None)
     return ("**How the verdicts are read.** A run has *failed* when it scores worse than its task's trivial baseline, "
             f"which the evaluate stage scores on the same test split ({checks}): its numbers stay in its table, "
             "marked, and never enter a verdict; an arm with a failed seed has failed. Ours are the mean over each "
@@ -406,7 +408,7 @@ def render_report(grid: Grid, arms: Path, out_dir: Path, notes: Path | None = No
              "`dvc exp run --queue`; the whole grid, again:", "", COMMANDS, "",
              "Killed mid-run? `uv run dvc queue stop --kill`, then the first two commands again: finished arms are "
              "skipped, the killed one is queued again, and the queued ones wait where they were.", "",
-             _dvc_compare(grid), "", _rules(), "",
+             _dvc_compare(grid), "", _rules(grid), "",
              "| Table | the paper's claim | arms collected | failed (below baseline) | evaluation | our direction |",
              "|---|---|---:|---|---|---|"]
     figures: dict[str, list[tuple[str, str]]] = {}

@@ -1,8 +1,8 @@
 """What the report concludes from the committed arm files, and by which rules.
 
 * A run has **failed** when it scores below its task's trivial baseline: the `baseline` block of
-  its own metrics.json, which the evaluate stage computes on the same test split (BASELINE_CHECKS
-  says which metric decides, per task). Such a run did not learn what a constant predictor knows,
+  its own metrics.json, which the evaluate stage computes on the same test split (the task's
+  `baseline_check` says which metric decides). Such a run did not learn what a constant predictor knows,
   so its numbers say nothing about the setting it tests. An arm has failed when any of its seeds
   has; it stays in its table, marked, and never enters a verdict.
 * An arm's value in a column is the **mean over its seeds** (seed 0 and the collected repeats),
@@ -17,26 +17,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from pixelnet.tasks import TASKS
+from pixelnet.tasks.base import BaselineCheck
+
 from pipeline.ablations.grid import Arm, Claim, Column, Table
 
 
-@dataclass(frozen=True)
-class BaselineCheck:
-    metric: str       # a key of metrics.json's `model` and `baseline` blocks
-    better: str       # higher | lower
-    label: str        # the metric, as the report names it
-    baseline: str     # the trivial predictor the evaluate stage scores
-    fmt: str
+def baseline_rule(task: str) -> BaselineCheck | None:
+    """The metric a run of `task` must not lose on to its trivial baseline: the task's own rule."""
+    return TASKS[task].baseline_check if task in TASKS else None
 
-
-# Per task, the metric a run must not lose to the trivial baseline on. Segmentation: pixel accuracy,
-# the majority class's strength (its mIoU is low by construction, so beating that proves little);
-# normals: mean angular error against the mean training normal; edges: ODS against Sobel's.
-BASELINE_CHECKS = {
-    "segmentation": BaselineCheck("pixel_accuracy", "higher", "pixel accuracy", "the majority class", ".3f"),
-    "normals": BaselineCheck("mean", "lower", "mean angular error", "the mean training normal", ".1f"),
-    "edges": BaselineCheck("ods", "higher", "ODS", "Sobel", ".3f"),
-}
 
 NO_VERDICT = "no verdict"
 
@@ -49,7 +39,7 @@ class Check:
 
 def baseline_check(task: str, metrics: dict) -> Check:
     """One run's metrics (`model` and `baseline` blocks) against its task's trivial baseline."""
-    rule = BASELINE_CHECKS.get(task)
+    rule = baseline_rule(task)
     model, base = (metrics or {}).get("model") or {}, (metrics or {}).get("baseline") or {}
     if rule is None or not all(isinstance(m.get(rule.metric), (int, float)) for m in (model, base)):
         return Check("unchecked", "no baseline recorded")

@@ -8,6 +8,7 @@ outputs are written under temporary names and renamed, so a failure leaves nothi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -34,7 +35,6 @@ from pixelnet.metrics.edges import (
     plot_pr,
     thresholds_for,
 )
-from pixelnet.metrics.nms import edge_nms
 from pixelnet.metrics.published import load_published
 
 log = logging.getLogger(__name__)
@@ -254,23 +254,17 @@ def load_pair(pair: ImagePair) -> tuple[np.ndarray, list[np.ndarray]]:
     return pred, annotations
 
 
-def counts_with_nms(pred: np.ndarray, annotations: list[np.ndarray], config: BoundaryConfig, nms: bool) -> np.ndarray:
-    """One image's (T, 4) benchmark counts, after the edges toolbox's NMS when `nms` (module level: picklable).
-    The one place both `evaluate-edges` and the `evaluate` stage turn a soft map into counts."""
-    return image_counts(edge_nms(pred) if nms else pred, annotations, config)
-
-
 @dataclass(frozen=True)
 class _Job:
     pair: ImagePair
     config: BoundaryConfig
-    nms: bool
 
 
 def _job_counts(job: _Job) -> np.ndarray:
-    """(T, 4) counts of one image; module-level so that a worker process can run it."""
+    """(T, 4) counts of one image (`image_counts`, as the `evaluate` stage's EdgeMeter); module-level
+    so that a worker process can run it."""
     pred, annotations = load_pair(job.pair)
-    return counts_with_nms(pred, annotations, job.config, job.nms)
+    return image_counts(pred, annotations, job.config)
 
 
 def _all_counts(jobs: list[_Job], workers: int, progress: bool) -> list[np.ndarray]:
@@ -347,7 +341,7 @@ def read_official(folder: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def metrics_dict(result: BoundaryResult, names: list[str], config: BoundaryConfig, nms: bool) -> dict:
+def metrics_dict(result: BoundaryResult, names: list[str], config: BoundaryConfig) -> dict:
     """The JSON summary DVC tracks: headline figures, the protocol knobs, and per-image bests."""
     rows = zip(names, result.per_image, strict=True)
     per_image = [{"image": n, **{k: float(v) for k, v in r.items()}} for n, r in rows]
@@ -359,7 +353,7 @@ def metrics_dict(result: BoundaryResult, names: list[str], config: BoundaryConfi
         "ods_threshold": result.ods["threshold"],
         "images": len(names),
         "thresholds": config.thresholds,
-        "nms": nms,
+        "nms": config.nms,
         "thin": config.thin,
         "max_dist": config.max_dist,
         "per_image": per_image,
@@ -371,29 +365,34 @@ def evaluate_directory(
     ground_truth: Path,
     out: Path,
     config: BoundaryConfig,
-    nms: bool = False,
+    nms: bool | None = None,
     workers: int = 1,
     progress: bool = True,
     published: bool = False,
     subset: bool = False,
 ) -> BoundaryResult:
-    """Benchmark a folder of edge maps against a folder of BSDS `.mat` ground truth.
+    """Benchmark a folder of edge maps against a folder of BSDS `.mat` ground truth, as `config`
+    says (NMS first when `config.nms`).
 
     Writes the official eval_bdry*.txt files, metrics.json and pr_curve.png into `out`; with
     `published`, the PR plot also draws other detectors' published BSDS500 test curves. With
     `subset`, only the ground-truth images that have a prediction are scored (see `pair_files`).
+    `nms`, when given, replaces `config.nms`: the older form of the same setting, kept until every
+    caller puts it in the config.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if nms is not None:
+        config = dataclasses.replace(config, nms=nms)
     pairs, extra = pair_files(predictions, ground_truth, subset)
     if extra:
         log.warning("%d prediction file(s) in %s have no ground truth in %s and are ignored: %s", len(extra),
                     predictions, ground_truth, _named([p.name for p in extra]))
     for pair in pairs:  # every file checked before the slow part: fail in seconds, not hours
         load_pair(pair)
-    counts = _all_counts([_Job(p, config, nms) for p in pairs], workers, progress)
+    counts = _all_counts([_Job(p, config) for p in pairs], workers, progress)
     result = collect(counts, thresholds_for(config.thresholds))
-    metrics = metrics_dict(result, [p.name for p in pairs], config, nms)
+    metrics = metrics_dict(result, [p.name for p in pairs], config)
     with _staged(out) as tmp:
         _write_official_files(result, tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from pixelnet.data.shards import Record
+from pixelnet.atomic import write_npy, write_png
 from pixelnet.metrics.normals import NormalsMeter
+from pixelnet.tasks.base import BaselineCheck, ReportContext, TaskContext, checked_channels
+
+if TYPE_CHECKING:
+    import torch
+
+    from pixelnet.data.shards import Record
+    from pixelnet.inputs import OutputConfig
+
+LOSSES = ("cosine", "l2")
 
 
 def valid_mask(normal: np.ndarray) -> np.ndarray:
@@ -48,6 +58,17 @@ class MeanNormalBaseline:
         return np.broadcast_to(self.mean, (h, w, 3)).copy()
 
 
+@dataclass(frozen=True)
+class NormalsSettings:
+    """tasks.normals.* in params.yaml."""
+
+    loss: str = "l2"   # "l2" (Euclidean on raw outputs, the paper's) or "cosine"
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: must be 'cosine' or 'l2', got {self.loss!r}")
+
+
 @dataclass
 class NormalsTask:
     loss_kind: str = "l2"
@@ -55,9 +76,28 @@ class NormalsTask:
     field: str = "normal"
     out_channels: int = 3
 
+    Settings: ClassVar[type] = NormalsSettings
+    # png: the picture, with the exact vectors beside it; npy: the vectors alone.
+    output_suffixes: ClassVar[dict[str, tuple[str, ...]]] = {"png": ("_normals.png", "_normals.npy"),
+                                                              "npy": ("_normals.npy",)}
+    thin_edges: ClassVar[bool] = False
+    baseline_check: ClassVar[BaselineCheck] = BaselineCheck("mean", "lower", "mean angular error",
+                                                            "the mean training normal", ".1f")
+    pr_curve: ClassVar[str | None] = None
+
     def __post_init__(self) -> None:
-        if self.loss_kind not in ("cosine", "l2"):
+        if self.loss_kind not in LOSSES:
             raise ValueError(f"tasks.normals.loss must be 'cosine' or 'l2', got {self.loss_kind!r}")
+
+    @classmethod
+    def from_settings(cls, settings: NormalsSettings, context: TaskContext) -> NormalsTask:
+        return cls(loss_kind=settings.loss)
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict, out_channels: int, where: Path) -> tuple[NormalsTask, list[str]]:
+        task = cls()
+        checked_channels(task, out_channels, where)
+        return task, []
 
     def strata(self, record: Record) -> np.ndarray:
         return np.where(valid_mask(record["normal"]), 0, -1).astype(np.int32)
@@ -79,6 +119,8 @@ class NormalsTask:
         return out
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         w = weight * (targets.abs().sum(dim=1) > 0)
         if self.loss_kind == "l2":
             # The paper's Euclidean loss on the raw outputs: the head learns unit length itself, and
@@ -89,6 +131,8 @@ class NormalsTask:
         return (per * w).sum() / w.sum().clamp(min=1)
 
     def activate(self, outputs: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return F.normalize(outputs, dim=1, eps=1e-6)
 
     def unflip(self, activated: torch.Tensor) -> torch.Tensor:
@@ -109,3 +153,18 @@ class NormalsTask:
         rgb = ((array + 1) * 127.5).clip(0, 255).astype(np.uint8)
         rgb[~valid_mask(array)] = 0
         return rgb
+
+    def report(self, meters: dict[str, NormalMeter], out_dir: Path, context: ReportContext) -> None:
+        """angular_error.png: the share of pixels within each angle, model and baseline."""
+        from pixelnet.metrics.normals import plot_error_cdf
+
+        plot_error_cdf({"PixelNet": meters["model"].inner.errors(), context.baseline: meters["baseline"].inner.errors()},
+                       out_dir / "angular_error.png")
+
+    def write_outputs(self, prediction: np.ndarray, paths: Sequence[Path], classes: Sequence[str],
+                      outputs: OutputConfig) -> None:
+        if outputs.format == "npy":
+            write_npy(paths[0], prediction.astype(np.float32))  # (H, W, 3)
+        else:
+            write_png(paths[0], self.visualize(prediction))  # (H, W, 3) (n + 1) * 127.5
+            write_npy(paths[1], prediction.astype(np.float32))  # (H, W, 3)
