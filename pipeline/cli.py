@@ -222,8 +222,8 @@ def evaluate_edges(
     from pixelnet.metrics.edges import BoundaryConfig
     from pixelnet.metrics.edges_io import evaluate_directory, ground_truth_files
 
-    config = BoundaryConfig(thresholds=thresholds, max_dist=max_dist, thin=thin)
-    res = evaluate_directory(predictions, ground_truth, out, config, nms=nms, workers=workers, progress=not quiet,
+    config = BoundaryConfig(thresholds=thresholds, max_dist=max_dist, thin=thin, nms=nms)
+    res = evaluate_directory(predictions, ground_truth, out, config, workers=workers, progress=not quiet,
                              published=published, subset=subset)
     typer.echo(
         f"ODS F={res.ods['f']:.4f} (R={res.ods['recall']:.4f} P={res.ods['precision']:.4f} t={res.ods['threshold']:.4f})  "

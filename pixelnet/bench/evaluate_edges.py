@@ -114,9 +114,9 @@ def _ours(predictions: Path, ground_truth: Path, out: Path, thresholds: int, wor
     from pixelnet.metrics.edges import BoundaryConfig
     from pixelnet.metrics.edges_io import evaluate_directory
 
-    config = BoundaryConfig(thresholds=thresholds)  # thin, max_dist 0.0075: the official protocol
+    config = BoundaryConfig(thresholds=thresholds, nms=False)  # thin, max_dist 0.0075, no NMS: the official protocol
     start = time.perf_counter()
-    res = evaluate_directory(predictions, ground_truth, out, config, nms=False, workers=workers, progress=False)
+    res = evaluate_directory(predictions, ground_truth, out, config, workers=workers, progress=False)
     wall = time.perf_counter() - start
     n = len(res.per_image)
     return {"images": n, "wall_s": wall, "s_per_image": wall / n, "ods": res.ods["f"], "ois": res.ois["f"],

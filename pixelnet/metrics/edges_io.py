@@ -8,7 +8,6 @@ outputs are written under temporary names and renamed, so a failure leaves nothi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import multiprocessing
@@ -365,7 +364,6 @@ def evaluate_directory(
     ground_truth: Path,
     out: Path,
     config: BoundaryConfig,
-    nms: bool | None = None,
     workers: int = 1,
     progress: bool = True,
     published: bool = False,
@@ -377,13 +375,9 @@ def evaluate_directory(
     Writes the official eval_bdry*.txt files, metrics.json and pr_curve.png into `out`; with
     `published`, the PR plot also draws other detectors' published BSDS500 test curves. With
     `subset`, only the ground-truth images that have a prediction are scored (see `pair_files`).
-    `nms`, when given, replaces `config.nms`: the older form of the same setting, kept until every
-    caller puts it in the config.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if nms is not None:
-        config = dataclasses.replace(config, nms=nms)
     pairs, extra = pair_files(predictions, ground_truth, subset)
     if extra:
         log.warning("%d prediction file(s) in %s have no ground truth in %s and are ignored: %s", len(extra),
