@@ -15,13 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.params import Params
+from pipeline.speed_quality import plot as plot_speed_quality
+from pipeline.speed_quality import points as speed_points
 from pixelnet.atomic import atomic_write_text
+from pixelnet.bench.agreement import Agreement, official_fixture, pyedgeeval
 from pixelnet.metrics.published import load_published
 from pixelnet.model.pixelnet import load_checkpoint
 
 SHOWN_IMAGES = 3  # per-image best F quoted for the first images of the test split (tests check them)
 TASK, DATASET = "edges", "bsds500"  # the card describes an edge model trained on BSDS500
 PICTURES = ("pr_curve.png", "predictions.png")
+SPEED_PICTURE = "speed_quality.png"
+SPEED_SETTINGS = {"single scale": "fp32, scale 1", "multi-scale": "fp32, scale multi"}  # bench predict rows
 
 
 def _read_json(path: Path) -> dict:
@@ -78,6 +83,11 @@ class CardInputs:
     params: Params
     notes: str
     command: str
+    sampling: dict[str, Any]     # the sample stage's report: the shares as drawn
+    seeds: list[tuple[str, dict[str, Any]]]   # (run, metrics.json) of the recipe's seed runs on val
+    agreement: list[Agreement]   # the benchmark against its references, as measured
+    speed: dict[str, Any]        # `pixelnet bench predict`'s report (this model's speed on a named CPU)
+    earlier: list[tuple[str, dict[str, Any]]]  # (name, single-scale metrics.json) of superseded models
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -88,17 +98,45 @@ class CardInputs:
         return self.state.get("machine") or {}
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """The measurements a card quotes beside its own scores (paths; read by `read_inputs`)."""
+
+    sampling: Path               # the recipe's sampling.json
+    seeds: list[Path]            # folders of the seed runs (metrics.json each)
+    bench_edges: Path            # `pixelnet bench evaluate-edges`'s folder (ours against pyEdgeEval)
+    fixture: Path                # the official benchmark's test case (../shared/fixtures/bsds500-bench)
+    bench_predict: Path          # `pixelnet bench predict`'s JSON report
+    earlier: list[tuple[str, Path]]  # (name, single-scale report folder) of superseded shipped models
+
+
 def read_inputs(name: str, weights: Path, single: Path, multi: Path, dataset: Path, params: Params, notes: Path,
-                command: str) -> CardInputs:
+                command: str, evidence: Evidence) -> CardInputs:
     """The card's inputs; a missing evaluate output is named with the stage to run."""
     if TASK not in params.tasks:
         raise ValueError(f"tasks.{TASK}: not configured in the recipe's params (the card describes an edge model)")
+    if len(evidence.seeds) < 2:
+        raise ValueError(f"--seeds: {len(evidence.seeds)} seed run(s) given; the spread needs at least 2")
     return CardInputs(
         name=name, weights=Path(weights), state=load_checkpoint(weights),
         single=_read_json(Path(single) / "metrics.json"), multi=_read_json(Path(multi) / "metrics.json"),
         images=per_image_table(_read_json(Path(single) / "per_image.json")), data=_read_json(dataset),
         params=params, notes=Path(notes).read_text(), command=command,
+        sampling=_read_json(evidence.sampling),
+        seeds=[(Path(d).name, _read_json(Path(d) / "metrics.json")) for d in evidence.seeds],
+        agreement=[official_fixture(evidence.fixture), pyedgeeval(evidence.bench_edges)],
+        speed=_read_json(evidence.bench_predict),
+        earlier=[(n, _read_json(Path(d) / "metrics.json")) for n, d in evidence.earlier if _same_network(n, weights)],
     )
+
+
+def _same_network(name: str, weights: Path) -> bool:
+    """An earlier model shares the speed measured for this one only if it is the same network."""
+    from pixelnet.zoo import resolve
+
+    if load_checkpoint(resolve(name))["model_config"] != load_checkpoint(weights)["model_config"]:
+        raise ValueError(f"--earlier {name}: not the same network as {weights}, and the speed was measured for that one only")
+    return True
 
 
 def _usage(c: CardInputs) -> list[str]:
@@ -124,7 +162,8 @@ def _what_it_is(c: CardInputs) -> list[str]:
         f"an MLP head {'-'.join(map(str, cfg['hidden']))} → 1 (edge probability). {params_count / 1e6:.2f} M "
         f"parameters, stored as float16 ({c.weights.stat().st_size / 1e6:.1f} MB). Trained with sparse "
         f"sampling: {s.pixels_per_image} pixels × {c.params.images_per_batch} images per step "
-        f"({s.strategy}, {int(100 * s.positive_fraction)}% on consensus edges), "
+        f"({s.strategy}: {int(100 * s.positive_fraction)}% asked on consensus edges, "
+        f"**{100 * drawn_positive_share(c.sampling):.1f}% drawn**{_ambiguous(c)}), "
         f"in {augment.crop}² windows (scale {_num(augment.scale[0])}–{_num(augment.scale[1])}, "
         f"{'flips, ' if augment.flip else ''}rotation ±{_num(augment.rotate)}°).",
         "",
@@ -135,6 +174,27 @@ def _what_it_is(c: CardInputs) -> list[str]:
         "anything needing ImageNet-trained quality (HED, RCF and PixelNet-ImageNet are better, below).",
         "",
     ]
+
+
+def drawn_positive_share(sampling: dict) -> float:
+    """The share of positives (stratum 1) among the pixels the plan drew, from sampling.json."""
+    shares = sampling.get("share_per_stratum") or {}
+    if "1" not in shares:
+        raise ValueError("sampling.json: no share_per_stratum['1'] (the positives drawn); re-run the sample stage")
+    return float(shares["1"])
+
+
+def _ambiguous(c: CardInputs) -> str:
+    edges = c.params.tasks[TASK].settings
+    consensus = edges.consensus
+    if edges.ambiguous == "ignore":
+        return f"; pixels marked by fewer than {consensus} annotators never drawn"
+    return f"; pixels marked by fewer than {consensus} annotators drawn as negatives"
+
+
+def seed_spread(seeds: list[tuple[str, dict]]) -> dict[str, float]:
+    """max - min of ODS, OIS and AP over the seed runs' metrics."""
+    return {k: max(m["model"][k] for _, m in seeds) - min(m["model"][k] for _, m in seeds) for k in ("ods", "ois", "ap")}
 
 
 def _score_row(label: str, m: dict, bold: bool = False) -> str:
@@ -148,8 +208,12 @@ def _metrics(c: CardInputs) -> list[str]:
     return [
         "## Metrics: all 200 BSDS500 test images",
         "The official protocol: the edges toolbox's NMS, then thinning, 99 thresholds, max_dist 0.0075, "
-        "scored by the project's benchmark (equal to the official one, `reports/bench/`). Multi-scale "
-        "averages the predictions at scales 0.5, 1, 1.5.",
+        "scored by the project's benchmark. Multi-scale averages the predictions at scales 0.5, 1, 1.5; "
+        f"neither flips the image (evaluate.flip: {str(c.params.evaluate.flip).lower()}). "
+        "The benchmark's agreement with its references, as measured when this card was rendered "
+        "(`pixelnet/bench/agreement.py`):",
+        "",
+        *[f"* {a.line()}." for a in c.agreement],
         "",
         "| detector | ODS | OIS | AP |",
         "|---|---:|---:|---:|",
@@ -203,10 +267,60 @@ def _training(c: CardInputs) -> list[str]:
         f"({thru.get('images_per_s', float('nan')):.1f} images/s, data wait "
         f"{100 * thru.get('data_wait_share', float('nan')):.1f}% of the step); final loss "
         f"{summary.get('final_loss', float('nan')):.3f}.",
-        f"* Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
+        f"* Trained on: {_trained_on(summary)}.",
+        f"* Shipped from: {machine.get('cpu', '?')}{_amx(machine)}, {machine.get('cores', '?')} cores"
         f"{', GPU ' + machine['gpu'] if machine.get('gpu') else ', no GPU'}; torch {machine.get('torch', '?')}.",
         "",
+        *_spread(c),
     ]
+
+
+def _amx(machine: dict) -> str:
+    return {True: " (AMX)", False: " (no AMX)"}.get(machine.get("amx"), "")
+
+
+def _trained_on(summary: dict) -> str:
+    """The training machine as the train stage recorded it (not the machine rendering the card)."""
+    m = summary.get("machine")
+    if not m:
+        return "not recorded by this model's train stage"
+    bf16 = "multiplies bf16 natively (AMX or AVX512-BF16)" if m.get("bf16_native") else "no native bf16"
+    return (f"{m.get('cpu', '?')}, {m.get('threads', '?')} torch threads, {bf16}; "
+            f"device {summary.get('device', '?')}, {summary.get('precision', '?')} autocast")
+
+
+def _spread(c: CardInputs) -> list[str]:
+    r = seed_spread(c.seeds)
+    return [
+        "## Expected spread",
+        f"Measured on val at the exploring budget (train on train, 1,000 steps), over {len(c.seeds)} seeds of "
+        f"the sampling plan and the initialisation ({', '.join(f'`{n}`' for n, _ in c.seeds)}): ODS range "
+        f"{r['ods']:.4f}, OIS {r['ois']:.4f}, AP {r['ap']:.4f}. This model's own spread over seeds at its full "
+        "length was not measured (one training fills a session).",
+        "",
+    ]
+
+
+def _speed(c: CardInputs) -> list[str]:
+    return [
+        "## Speed and quality",
+        f"ODS against images per second on one CPU ({c.speed.get('machine', {}).get('cpu', '?')}, "
+        f"`pixelnet bench predict`, `reports/bench/predict/`); published detectors at their published ODS, "
+        "a point only where their speed was measured on the same machine:",
+        "",
+        f"![speed and quality]({SPEED_PICTURE})",
+        "",
+    ]
+
+
+def speed_quality_points(c: CardInputs) -> list:
+    """The plot's points: this model at each setting, earlier shipped models, the published detectors.
+    Every shipped model is the same network, so the bench report's rows for this one time them all."""
+    method = f"pixelnet {c.speed.get('bench', {}).get('model', c.name)}"
+    ours = [(f"{c.name}, single scale", c.single, method, SPEED_SETTINGS["single scale"]),
+            (f"{c.name}, multi-scale", c.multi, method, SPEED_SETTINGS["multi-scale"])]
+    ours += [(f"{n} (earlier), single scale", m, method, SPEED_SETTINGS["single scale"]) for n, m in c.earlier]
+    return speed_points(c.speed, ours, load_published())
 
 
 def _reproduce(c: CardInputs) -> list[str]:
@@ -231,7 +345,8 @@ def _reproduce(c: CardInputs) -> list[str]:
 
 def card_text(c: CardInputs) -> str:
     """The card's Markdown: usage, what it is, metrics, training, how to reproduce, the recipe notes."""
-    return "\n".join([*_usage(c), *_what_it_is(c), *_metrics(c), *_training(c), *_reproduce(c), c.notes.strip(), ""])
+    return "\n".join([*_usage(c), *_what_it_is(c), *_metrics(c), *_speed(c), *_training(c), *_reproduce(c),
+                      c.notes.strip(), ""])
 
 
 def copy_pictures(single: Path, multi: Path, folder: Path) -> None:
@@ -243,12 +358,14 @@ def copy_pictures(single: Path, multi: Path, folder: Path) -> None:
 
 
 def render(name: str, weights: Path, single: Path, multi: Path, dataset: Path, params: Params, notes: Path,
-           command: str, out: Path) -> str:
+           command: str, evidence: Evidence, out: Path) -> str:
     """Write `out` (README.md of the shipped model) and copy its pictures beside it; returns the text."""
-    inputs = read_inputs(name, weights, single, multi, dataset, params, notes, command)
+    inputs = read_inputs(name, weights, single, multi, dataset, params, notes, command, evidence)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     copy_pictures(single, multi, out.parent)
+    plot_speed_quality(speed_quality_points(inputs), inputs.speed.get("machine", {}).get("cpu", "?"),
+                       out.parent / SPEED_PICTURE)
     text = card_text(inputs)
     atomic_write_text(out, text)
     return text

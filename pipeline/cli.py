@@ -367,14 +367,30 @@ def card(
     dataset: Annotated[Path, typer.Option("--dataset", help="The download stage's dataset.json (the data's source and checksum).")],
     notes: Annotated[Path, typer.Option("--notes", help="Markdown appended to the card: the recipe experiments and what was left.")],
     command: Annotated[str, typer.Option("--command", help="The one command that reproduces the model, quoted in the card.")],
+    sampling: Annotated[Path, typer.Option("--sampling", help="The sample stage's sampling.json: the positive share as drawn.")],
+    seeds: Annotated[list[Path], typer.Option("--seeds", help="A seed run's report folder (metrics.json) on val; two or more give the expected spread.")],
+    bench_edges: Annotated[Path, typer.Option("--bench-edges", help="`pixelnet bench evaluate-edges`'s folder: the benchmark against pyEdgeEval.")] = Path("reports/bench/evaluate_edges"),
+    fixture: Annotated[Path, typer.Option("--fixture", help="The official benchmark's test case (png/, groundTruth/, test_2/), scored again for the card.")] = Path("../shared/fixtures/bsds500-bench"),
+    bench_predict: Annotated[Path, typer.Option("--bench-predict", help="`pixelnet bench predict`'s JSON report of this model: the speed in the speed-quality plot.")] = Path("reports/bench/predict/amd-epyc.json"),
+    earlier: Annotated[list[str] | None, typer.Option("--earlier", help="NAME=FOLDER: a superseded shipped model and its single-scale report folder, drawn in the speed-quality plot.")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Render a shipped model's card (pixelnet/zoo/<name>/README.md) from the recipe's outputs."""
-    from pipeline.card import render
+    """Render a shipped model's card (pixelnet/zoo/<name>/README.md) from the recipe's outputs and the
+    measurements it quotes: the drawn positive share, the seed spread, the benchmark's agreement with
+    the official test case and pyEdgeEval, and the speed-quality plot."""
+    from pipeline.card import Evidence, render
     from pixelnet.zoo import ZOO, WEIGHTS
 
+    pairs = []
+    for item in earlier or []:
+        n, sep, folder_ = item.partition("=")
+        if not sep or not n or not folder_:
+            raise ValueError(f"--earlier {item!r}: expected NAME=FOLDER (e.g. bsds500-edges-v1=reports/bsds500-edges-v1/test)")
+        pairs.append((n, Path(folder_)))
+    evidence = Evidence(sampling=sampling, seeds=list(seeds), bench_edges=bench_edges, fixture=fixture,
+                        bench_predict=bench_predict, earlier=pairs)
     folder = ZOO / name
-    render(name, folder / WEIGHTS, single, multi, dataset, _params(params), notes, command, folder / "README.md")
+    render(name, folder / WEIGHTS, single, multi, dataset, _params(params), notes, command, evidence, folder / "README.md")
     typer.echo(f"{folder / 'README.md'}")
 
 

@@ -21,5 +21,5 @@ STAGE_CODE = {
     "train": _STAGES,
     "evaluate": _STAGES,
     "ship": (),                                        # pixelnet.zoo.ship, no params
-    "card": ("pipeline/card.py", "pipeline/params.py"),
+    "card": ("pipeline/card.py", "pipeline/speed_quality.py", "pixelnet/bench/agreement.py", "pipeline/params.py"),
 }

@@ -9,7 +9,6 @@ measured here too (OpenCV Canny) it is a point, elsewhere a dashed line across t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +36,11 @@ def bench_speed(report: dict, method: str, setting: str | None = None) -> float:
     raise ValueError(f"bench report has no row for {method!r}" + (f" at {setting!r}" if setting else ""))
 
 
-def points(report: dict, ours: list[tuple[str, Path, str, str]], published: dict[str, PublishedCurve]) -> list[Point]:
-    """`ours`: (label, metrics.json, bench method, bench setting) per shipped model and setting."""
+def points(report: dict, ours: list[tuple[str, dict, str, str]], published: dict[str, PublishedCurve]) -> list[Point]:
+    """`ours`: (label, an evaluate stage's metrics.json as read, bench method, bench setting) per model and setting."""
     out = []
     for label, metrics, method, setting in ours:
-        ods = float(json.loads(Path(metrics).read_text())["model"]["ods"])
+        ods = float(metrics["model"]["ods"])
         out.append(Point(label, ods, bench_speed(report, method, setting)))
     for name, curve in published.items():
         method = MEASURED_PUBLISHED.get(name.lower())

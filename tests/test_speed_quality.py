@@ -1,6 +1,5 @@
 """The card's speed–quality picture: ours from metrics and the bench report, published ODS, no guessed speeds."""
 
-import json
 
 import numpy as np
 import pytest
@@ -21,8 +20,7 @@ def _curve(name, f):
 
 
 def test_points_take_our_ods_from_metrics_and_speeds_only_where_measured(tmp_path):
-    metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"model": {"ods": 0.7667}}))
+    metrics = {"model": {"ods": 0.7667}}
     pts = points(REPORT, [("ours", metrics, "pixelnet bsds500-edges", "fp32, scale 1")],
                  {"Canny": _curve("Canny", 0.611), "HED": _curve("HED", 0.788)})
     assert pts == [Point("ours", 0.7667, 2.5), Point("Canny (published ODS)", 0.611, 4000.0),

@@ -170,8 +170,7 @@ class EdgesTask:
     pr_curve: ClassVar[str | None] = "eval_bdry_thr.txt"
 
     def __post_init__(self) -> None:
-        if self.ambiguous not in AMBIGUOUS:
-            raise ValueError(f"ambiguous must be one of {', '.join(AMBIGUOUS)}, got {self.ambiguous!r}")
+        EdgesSettings(consensus=self.consensus, ambiguous=self.ambiguous)  # one home for the checks
 
     @classmethod
     def from_settings(cls, settings: EdgesSettings, context: TaskContext) -> EdgesTask:

@@ -20,7 +20,7 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pixelnet.device import cpu_bf16_native, cpu_model
+from pixelnet.device import cpu_bf16_native, cpu_flags, cpu_model
 
 if TYPE_CHECKING:
     import torch
@@ -51,13 +51,13 @@ def resolve(model: str | Path) -> Path:
 
 
 def machine() -> dict:
-    """What the weights were made on, for the model card: CPU model, cores, OS, torch."""
+    """The machine shipping the weights (the train summary names the one that trained them): CPU, AMX, cores, OS, torch."""
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu_model(), "bf16_native": cpu_bf16_native(), "cores": cores, "gpu": gpu, "os": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__}
+    return {"cpu": cpu_model(), "bf16_native": cpu_bf16_native(), "amx": "amx_bf16" in cpu_flags(), "cores": cores,
+            "gpu": gpu, "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
 
 
 def _compact(tensor: torch.Tensor) -> torch.Tensor:
