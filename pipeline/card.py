@@ -130,11 +130,22 @@ def read_inputs(name: str, weights: Path, single: Path, multi: Path, dataset: Pa
     )
 
 
+def _network(state: dict) -> dict:
+    """A checkpoint's model config with the defaults of keys added since it was saved filled in."""
+    from dataclasses import asdict
+
+    from pixelnet.model.pixelnet import ModelConfig
+
+    cfg = dict(state["model_config"])
+    cfg["layers"], cfg["hidden"], cfg["init"] = tuple(cfg["layers"]), tuple(cfg["hidden"]), "scratch"
+    return asdict(ModelConfig(**cfg))
+
+
 def _same_network(name: str, weights: Path) -> bool:
     """An earlier model shares the speed measured for this one only if it is the same network."""
     from pixelnet.zoo import resolve
 
-    if load_checkpoint(resolve(name))["model_config"] != load_checkpoint(weights)["model_config"]:
+    if _network(load_checkpoint(resolve(name))) != _network(load_checkpoint(weights)):
         raise ValueError(f"--earlier {name}: not the same network as {weights}, and the speed was measured for that one only")
     return True
 
@@ -160,7 +171,7 @@ def _what_it_is(c: CardInputs) -> list[str]:
         f"PixelNet (Bansal et al. 2017): a VGG-16-layout trunk at width {cfg['width']} with batch norm, "
         f"**trained from scratch** (no ImageNet), hypercolumns from {', '.join(cfg['layers'])}, "
         f"an MLP head {'-'.join(map(str, cfg['hidden']))} → 1 (edge probability). {params_count / 1e6:.2f} M "
-        f"parameters, stored as float16 ({c.weights.stat().st_size / 1e6:.1f} MB). Trained with sparse "
+        f"parameters, {_storage(c.state['model'])} ({c.weights.stat().st_size / 1e6:.1f} MB). Trained with sparse "
         f"sampling: {s.pixels_per_image} pixels × {c.params.images_per_batch} images per step "
         f"({s.strategy}: {int(100 * s.positive_fraction)}% asked on consensus edges, "
         f"**{100 * drawn_positive_share(c.sampling):.1f}% drawn**{_ambiguous(c)}), "
@@ -174,6 +185,17 @@ def _what_it_is(c: CardInputs) -> list[str]:
         "anything needing ImageNet-trained quality (HED, RCF and PixelNet-ImageNet are better, below).",
         "",
     ]
+
+
+def _storage(weights: dict) -> str:
+    """How the shipped tensors are stored: float16 where that keeps them finite and nonzero (pixelnet.zoo)."""
+    import torch
+
+    floats = [v for v in weights.values() if v.is_floating_point()]
+    half = sum(v.dtype == torch.float16 for v in floats)
+    if half == len(floats):
+        return "stored as float16"
+    return f"stored as float16 ({half} of {len(floats)} tensors; the rest float32, where float16 would round values to 0)"
 
 
 def drawn_positive_share(sampling: dict) -> float:
@@ -219,6 +241,7 @@ def _metrics(c: CardInputs) -> list[str]:
         "|---|---:|---:|---:|",
         _score_row(f"**{c.name}**, single scale", c.single["model"], bold=True),
         _score_row(f"**{c.name}**, multi-scale", c.multi["model"], bold=True),
+        *[_score_row(f"{n} (superseded), single scale", m["model"]) for n, m in c.earlier],
         _score_row("Sobel (ours, same images)", c.single["baseline"]),
         *published,
         "| PixelNet (biased), ImageNet VGG-16 (paper, Table 9) | .795 | .811 | .830 |",
@@ -261,7 +284,7 @@ def _training(c: CardInputs) -> list[str]:
         f"the {counts.get('test', 0)} test images held out), the official archive "
         f"(md5 `{data.md5}`); the copy used here: {_checksum(c.data.get('source', {}))}.",
         f"* Schedule: {t.iterations} SGD steps, lr {_num(t.lr)} ×{_num(t.lr_gamma)} at {list(t.lr_steps)}, momentum "
-        f"{_num(t.momentum)}, weight decay {_num(t.weight_decay)}, {t.precision} autocast, {t.memory_format}, "
+        f"{_num(t.momentum)}, weight decay {_num(t.weight_decay)}, precision {_precision(t.precision, summary)}, {t.memory_format}, "
         f"{t.num_workers} loader worker(s).",
         f"* Wall time of the train stage: **{summary.get('seconds', float('nan')) / 60:.1f} min** "
         f"({thru.get('images_per_s', float('nan')):.1f} images/s, data wait "
@@ -271,8 +294,14 @@ def _training(c: CardInputs) -> list[str]:
         f"* Shipped from: {machine.get('cpu', '?')}{_amx(machine)}, {machine.get('cores', '?')} cores"
         f"{', GPU ' + machine['gpu'] if machine.get('gpu') else ', no GPU'}; torch {machine.get('torch', '?')}.",
         "",
-        *_spread(c),
     ]
+
+
+def _precision(setting: str, summary: dict) -> str:
+    """The precision as params set it and, for `auto`, what the train stage resolved it to."""
+    if setting == "auto":
+        return f"auto (here {summary.get('precision', '?')})"
+    return setting
 
 
 def _amx(machine: dict) -> str:
@@ -345,7 +374,7 @@ def _reproduce(c: CardInputs) -> list[str]:
 
 def card_text(c: CardInputs) -> str:
     """The card's Markdown: usage, what it is, metrics, training, how to reproduce, the recipe notes."""
-    return "\n".join([*_usage(c), *_what_it_is(c), *_metrics(c), *_speed(c), *_training(c), *_reproduce(c),
+    return "\n".join([*_usage(c), *_what_it_is(c), *_metrics(c), *_speed(c), *_spread(c), *_training(c), *_reproduce(c),
                       c.notes.strip(), ""])
 
 

@@ -64,8 +64,10 @@ def plot(pts: list[Point], machine: str, path: Path) -> None:
     for i, p in enumerate(dots):  # labels alternate above and below their point
         ours = "published" not in p.label
         ax.scatter([p.images_per_s], [p.ods], s=40 if ours else 25, color="C3" if ours else "C0", zorder=3)
+        right = p.images_per_s > (lo * hi) ** 0.5  # labels of the right half run leftwards, inside the plot
         ax.annotate(f"{p.label} ({p.ods:.3f}, {p.images_per_s:.2g}/s)", (p.images_per_s, p.ods),
-                    textcoords="offset points", xytext=(5, 6 if i % 2 else -12), fontsize=8)
+                    textcoords="offset points", xytext=(-5 if right else 5, 6 if i % 2 else -12), fontsize=8,
+                    ha="right" if right else "left")
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
     ods = [p.ods for p in pts]
