@@ -51,34 +51,76 @@ def _experiment(entries: list, name: str) -> dict:
 
 def test_real_grid_applies_to_params_yaml_with_equal_budgets() -> None:
     """Every arm of recipes/ablations/grid.yaml applies to params.yaml and validates; within a table,
-    arms that fill the same columns have the same value of every key the table fixes."""
+    arms that fill the same columns have the same value of every key the table fixes, except the keys
+    an arm is exempt from on purpose (Table 4's arms at equal compute see as many windows as M = 5)."""
     grid = ablations.load_grid(REPO / "recipes" / "ablations" / "grid.yaml")
-    assert [t.id for t in grid.tables] == ["t1", "t2", "t4", "t11", "t15"]
+    assert [t.id for t in grid.tables] == ["t1", "t2", "norm", "t4", "t5", "t11", "t15"]
     names = [a.experiment for t in grid.tables for a in t.all_arms]
     assert len(names) == len(set(names)) and len(names) > 29  # 29 arms and their seed repeats
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     budgets = {}
     for table in grid.tables:
         extra = tuple(f"data.{s}.source=/abs/BSR" for s in table.requires)
-        groups: dict[tuple, list[dict]] = {}
+        groups: dict[tuple, list[tuple]] = {}
         for arm in table.all_arms:  # a seed repeat has its arm's budget
             b = ablations.budget_of(ablations.apply_overrides(params, arm.overrides + extra, arm.key), arm.task, arm.key)
             budgets[arm.key] = b
-            groups.setdefault(arm.columns, []).append(b)
+            groups.setdefault(arm.columns, []).append((arm, b))
         for cols, group in groups.items():
             for key in table.equal_budget:
-                assert len({json.dumps(b[key]) for b in group}) == 1, (table.id, cols, key)
+                held = [b for arm, b in group if key not in dict(arm.exempt)]
+                assert len({json.dumps(b[key]) for b in held}) == 1, (table.id, cols, key)
     assert budgets["t1/p4-seg"]["pixels_per_image"] == round(0.04 * 64 * 64)       # 4% of the 64² window
     assert budgets["t1/all-seg"]["pixels_per_image"] == 64 * 64
     assert {budgets[f"t4/m{m}-normals"]["pixels_per_batch"] for m in (1, 5, 16)} == {4000}
+    for m1, m5 in [("m1-seg2250", "m5-seg450"), ("m1-seg4500", "m5-seg900"), ("m1-normals9000", "m5-normals")]:
+        a, b = budgets[f"t4/{m1}"], budgets[f"t4/{m5}"]  # equal compute: as many windows, lr step as late
+        assert a["iterations"] * a["images_per_batch"] == b["iterations"] * b["images_per_batch"], m1
+        assert [s * b["images_per_batch"] for s in b["lr_steps"]] == a["lr_steps"], m1
+        assert a["pixels_per_batch"] == b["pixels_per_batch"] and dict(_arm(grid, f"t4/{m1}").exempt).keys() == {"iterations"}
     assert budgets["t2/linear-bn-seg"]["head"] == "linear" and budgets["t2/linear-bn-seg"]["head_batch_norm"] is True
-    assert {budgets[f"t15/{a}"]["dataset"] for a in ("uniform", "p25", "p50", "p75")} == {"bsds500"}
+    assert {budgets[f"t15/{a}"]["dataset"] for a in ("uniform", "p25", "p50", "p75", "p60")} == {"bsds500"}
     assert budgets["t15/uniform"]["strategy"] == "uniform" and budgets["t15/p25"]["positive_fraction"] == 0.25
     paper = {t.id: {r.id: r.paper for r in t.rows} for t in grid.tables}
     assert paper["t15"]["uniform"] == {"ods": 0.767, "ois": 0.786, "ap": 0.800}
     assert paper["t15"]["p75"] == {"ods": 0.790, "ois": 0.805, "ap": 0.818}
     assert paper["t11"]["m1-10000"] == {"ac": 33.3, "iu": 25.2}
     assert paper["t2"]["linear"]["iou"] == 3.6 and paper["t4"]["m5"]["iou2"] == 47.9
+    assert paper["t5"]["random"]["iou"] == 48.7 and paper["t5"]["geometry"] == {"iou": 52.4}
+    assert paper["t5"]["imagenet"]["w30"] == 77.8 and all(not r for r in paper["norm"].values())
+
+
+def _arm(grid, key: str):
+    return next(a for t in grid.tables for a in t.all_arms if a.key == key)
+
+
+def test_real_grid_runs_what_issue_21_asks() -> None:
+    """Every arm of Tables 1, 2, 4 and 11 (and the norm check) has at least two seeds; the norm check
+    sets batch against group norm at M = 5 and 16; Tables 4 and 11 give every arm group norm from their
+    base; the tables run from now on are scored as the paper's ablations (one scale, no flip); Table 5's
+    init arms start from the other task's root model through the init pipeline."""
+    grid = ablations.load_grid(REPO / "recipes" / "ablations" / "grid.yaml")
+    tables = {t.id: t for t in grid.tables}
+    for tid in ("t1", "t2", "norm", "t4", "t11"):
+        seeds = {a.name: 1 + sum(r.of == a.name for r in tables[tid].repeats) for a in tables[tid].arms}
+        assert min(seeds.values()) >= 2, (tid, seeds)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    norm = {a.name: ablations.apply_overrides(params, a.overrides, a.key) for a in tables["norm"].arms}
+    assert {(p["model"]["norm"], p["sampling"]["images_per_batch"]) for p in norm.values()} == {
+        ("batch", 5), ("batch", 16), ("group", 5), ("group", 16)}
+    for tid in ("t4", "t11"):
+        for arm in tables[tid].all_arms:
+            assert ablations.apply_overrides(params, arm.overrides, arm.key)["model"]["norm"] == "group", arm.key
+    for tid in ("norm", "t4", "t5", "t11", "t15"):
+        for arm in tables[tid].all_arms:
+            ev = ablations.evaluation_of(ablations.apply_overrides(params, arm.overrides, arm.key), arm.key)
+            assert ev == {"scales": [1.0], "flip": False}, arm.key
+    geometry, semantic = _arm(grid, "t5/geometry-seg"), _arm(grid, "t5/semantic-normals-s1")
+    assert (geometry.source, semantic.source) == ("normals", "segmentation")
+    assert geometry.target == "recipes/ablations/dvc.yaml:evaluate-init@segmentation-from-normals"
+    assert semantic.metrics_file == "reports/init/normals-from-segmentation/metrics.json"
+    assert semantic.sampling_file == "reports/normals/sampling.json"  # the root pipeline's sample stage
+    assert _arm(grid, "t5/random-seg").target == "evaluate@segmentation"
 
 
 # ----------------------------------------------------------------------------- render
@@ -139,16 +181,29 @@ def test_report_numbers_equal_the_arm_files(tmp_path: Path) -> None:
     assert checked == 2 + 2 * 2 + 3 * 2 + 2 * 3  # t1 (seg 1 col, normals 2), t11 (2 cols), t15 (3 cols)
 
 
-def test_render_rejects_an_arm_file_the_grid_no_longer_describes(tmp_path: Path) -> None:
-    arms = tmp_path / "arms"
-    (arms / "t11").mkdir(parents=True)
-    doc = json.loads((ARMS / "t11" / "n100-m5.json").read_text())
+def test_render_sets_aside_an_arm_file_the_grid_no_longer_describes(tmp_path: Path) -> None:
+    """An arm file collected under an earlier grid (its overrides differ from the arm's) is left out of
+    the numbers, the verdicts and the plots, and listed under its table with what changed; so is a
+    file the grid no longer names. `queue` treats the arm as not collected."""
+    arms = _copy_arms(tmp_path)
+    doc = json.loads((arms / "t11" / "n100-m5.json").read_text())
     doc["overrides"][-1] = "sampling.images_per_batch=4"
     (arms / "t11" / "n100-m5.json").write_text(json.dumps(doc))
+    (arms / "t11" / "n100-m4.json").write_text(json.dumps(doc))
     res = _invoke("render", "--grid", str(GRID), "--arms", str(arms), "--out", str(tmp_path / "out"))
-    assert res.exit_code == 2
-    assert "n100-m5.json" in res.output and "t11/n100-m5" in res.output
-    assert not (tmp_path / "out" / "README.md").exists()
+    assert res.exit_code == 0, res.output
+    assert "n100-m4.json: not an arm of" in res.output
+    page = (tmp_path / "out" / "README.md").read_text()
+    t11 = _section(page, 11)
+    assert "| 100 × 5 | ours | — | — |" in t11
+    assert "**Superseded arm files** (collected under an earlier grid" in t11
+    assert "* n100-m5: the grid now sets `sampling.images_per_batch=5`; its run had `sampling.images_per_batch=4`." in t11
+    assert "* n100-m4: no longer an arm of the grid." in t11
+    assert "| n100-m5 | 500 × 5 | segmentation | — |" in t11 and "5 images beat 1" in t11
+    assert "| 11 | " in page and "| 2 of 3 (1 superseded) |" in _summary(page)[11]
+    grid = ablations.load_grid(GRID)  # with no experiment left, queue runs the superseded arm again
+    assert ablations.experiments.arm_state(_arm(grid, "t11/n100-m5"), {}, arms)[0] == "missing"
+    assert ablations.experiments.arm_state(_arm(grid, "t11/n400-m5"), {}, arms)[0] == "collected"
 
 
 # ----------------------------------------------------------------------------- collect
@@ -365,7 +420,7 @@ def test_grid_is_read_by_the_typed_checker_of_params(tmp_path: Path) -> None:
     for edit, match in [
         (lambda raw: raw["tables"][0]["columns"][0].update(colour="red"), r"grid.yaml: tables.t1.columns.iou.colour: unknown key"),
         (lambda raw: raw["tables"][0].pop("title"), r"grid.yaml: tables.t1.title: missing"),
-        (lambda raw: raw["tables"][0].update(paper_table="one"), r"grid.yaml: tables.t1.paper_table: expected int, got 'one'"),
+        (lambda raw: raw["tables"][0].update(paper_table="one"), r"grid.yaml: tables.t1.paper_table: expected int \| None, got 'one'"),
         (lambda raw: raw["tables"][0]["rows"][0]["paper"].update(iou="x"), r"tables.t1.rows.all.paper.iou: expected float"),
         (lambda raw: raw["tables"][0]["rows"][0]["paper"].update(nope=1.0), r"tables.t1.rows.all.paper.nope: not a column of t1"),
         (lambda raw: raw["tables"][2]["plots"][0].update(x="lr"), r"tables.t11.plots.vs-n.x / series must be numeric budget keys"),
@@ -608,3 +663,177 @@ def test_backfill_reads_the_evaluation_settings_from_the_baseline_params(tmp_pat
     assert res.exit_code == 2
     assert "all-seg.json" in res.output and "differs from the file's in iterations" in res.output
     assert "evaluation" not in json.loads((arms / "t1" / "all-seg.json").read_text())
+
+
+# ----------------------------------------------------------------------------- arms that start from another model
+
+def test_an_init_arm_runs_the_init_pipeline_whose_train_stage_depends_on_the_source_model() -> None:
+    """A queued experiment gets the other task's model only as a dependency of the stage it runs (DVC
+    checks out, orders and records only those): the init pipeline's train stage lists
+    data/models/<source> and `pixelnet train` reads the same path from the arm's override."""
+    pipeline = yaml.safe_load((REPO / "recipes" / "ablations" / "dvc.yaml").read_text())["stages"]
+    grid = ablations.load_grid(REPO / "recipes" / "ablations" / "grid.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    init_arms = [a for t in grid.tables for a in t.all_arms if a.source]
+    assert {(a.task, a.source) for a in init_arms} == {("segmentation", "normals"), ("normals", "segmentation")}
+    for arm in init_arms:
+        key = f"{arm.task}-from-{arm.source}"
+        item = pipeline["train-init"]["foreach"][key]
+        train = pipeline["train-init"]["do"]
+        deps = [d.replace("${item.source}", item["source"]).replace("${item.task}", item["task"]) for d in train["deps"]]
+        ran = ablations.apply_overrides(params, arm.overrides, arm.key)
+        assert f"data/models/{arm.source}" in deps and f"data/samples/{arm.task}" in deps
+        assert ran["tasks"][arm.task]["model"]["init"] == f"data/models/{arm.source}/model.pt"
+        assert "init" not in ran["tasks"][arm.source].get("model", {})  # the source trains as the root's does
+        assert "--out data/init/${key}" in train["cmd"] and "--model data/init/${key}/model.pt" in pipeline["evaluate-init"]["do"]["cmd"]
+        assert pipeline["evaluate-init"]["foreach"][key] == item
+        assert arm.target.endswith(f":evaluate-init@{key}") and arm.metrics_file == f"reports/init/{key}/metrics.json"
+        assert shlex.join(ablations.queue_argv(arm)).endswith(f" {arm.target}")
+
+
+def test_init_overrides_the_loader_refuses(tmp_path: Path) -> None:
+    from pipeline.ablations.init import init_source
+
+    assert init_source("segmentation", ("+tasks.segmentation.model.init=data/models/normals/model.pt",), "a") == "normals"
+    assert init_source("segmentation", ("model.init=scratch", "+tasks.segmentation.model.init=imagenet"), "a") is None
+    for overrides, match in [
+        (("model.init=data/models/normals/model.pt",), "the source model's own too"),
+        (("+tasks.normals.model.init=data/models/segmentation/model.pt",), "the arm trains segmentation, not normals"),
+        (("+tasks.segmentation.model.init=pixelnet/zoo/x/model.pt",), r"data/models/<task>/model.pt"),
+        (("+tasks.segmentation.model.init=data/models/segmentation/model.pt",), r"another task's root model"),
+    ]:
+        with pytest.raises(ablations.AblationError, match=match):
+            init_source("segmentation", overrides, "t5.arms.x")
+    bare = tmp_path / "dvc.yaml"  # a pipeline whose train stage forgot the dependency on the source model
+    raw = yaml.safe_load((REPO / "recipes" / "ablations" / "dvc.yaml").read_text())
+    raw["stages"]["train-init"]["do"]["deps"].remove("data/models/${item.source}")
+    bare.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ablations.AblationError, match=r"train-init does not list data/models/\$\{item.source\}"):
+        init_source("segmentation", ("+tasks.segmentation.model.init=data/models/normals/model.pt",), "x", bare)
+    del raw["stages"]["evaluate-init"]["foreach"]["normals-from-segmentation"]
+    bare.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ablations.AblationError, match="does not define normals-from-segmentation"):
+        init_source("normals", ("+tasks.normals.model.init=data/models/segmentation/model.pt",), "x", bare)
+
+
+def _has(entry: dict, name: str) -> bool:
+    return any(r["revs"][0]["name"] == name for r in entry.get("experiments") or [])
+
+
+def _grid_with(tmp_path: Path, edit) -> Path:
+    raw = yaml.safe_load(GRID.read_text())
+    edit(raw)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_collect_reads_an_init_arm_from_the_init_pipeline_files(tmp_path: Path) -> None:
+    """queue, collect and render on an arm that starts from another model: its command targets the
+    init pipeline, its metrics and loss curve come from that pipeline's report folder."""
+    def add(raw):
+        raw["tables"][1]["rows"].append({"id": "geometry", "label": "Geometry", "ours": "from the normals model"})
+        raw["tables"][1]["arms"].append({"name": "geometry-seg", "row": "geometry", "task": "segmentation",
+                                         "set": ["+tasks.segmentation.model.init=data/models/normals/model.pt"]})
+    grid_path = _grid_with(tmp_path, add)
+    grid = ablations.load_grid(grid_path)
+    arm = _arm(grid, "t2/geometry-seg")
+    entries = _exp_entries()
+    rng = json.loads(json.dumps(_experiment(entries, "abl-t1-all-seg")))
+    tip = rng["revs"][0]
+    tip["name"], tip["rev"] = arm.experiment, "9e0" * 13 + "9"
+    data = tip["data"]
+    data["params"]["params.yaml"]["data"] = ablations.apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()),
+                                                                       arm.overrides, arm.key)
+    data["metrics"] = {arm.metrics_file: data["metrics"]["reports/segmentation/metrics.json"]}
+    next(e for e in entries if _has(e, "abl-t1-all-seg"))["experiments"].append(rng)
+    exp = tmp_path / "exp.json"
+    exp.write_text(json.dumps(entries))
+    res = _invoke("queue", "--grid", str(grid_path), "--arms", str(tmp_path / "none"), "--exp-json", str(exp),
+                  "--params", str(REPO / "params.yaml"), "--dry-run", "--tables", "t2")
+    assert res.exit_code == 0, res.output
+    assert "t2/geometry-seg" in res.output and "finished" in res.output.split("t2/geometry-seg", 1)[1].splitlines()[0]
+    arms = tmp_path / "arms"
+    res = _invoke("collect", "--grid", str(grid_path), "--arms", str(arms), "--exp-json", str(exp), "--no-curves", "--tables", "t2")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((arms / "t2" / "geometry-seg.json").read_text())
+    assert doc["metrics_file"] == "reports/init/segmentation-from-normals/metrics.json"
+    assert doc["target"] == "recipes/ablations/dvc.yaml:evaluate-init@segmentation-from-normals"
+    ablations.render_report(grid, arms, tmp_path / "out")
+    t2 = _section((tmp_path / "out" / "README.md").read_text(), 2)
+    assert "| geometry-seg | Geometry | segmentation | 900 |" in t2
+    assert "| from the normals model | ours | 63.1 | — |" in t2
+    assert f"{shlex.join(ablations.queue_argv(arm))}" in t2
+
+
+# ----------------------------------------------------------------------------- grid forms: exemptions, seed blocks, checks
+
+def test_an_arm_exempt_from_an_equal_budget_key_is_named_not_called_unequal(tmp_path: Path) -> None:
+    """Table 4's arm at equal compute trains longer on purpose: `exempt: {iterations: why}` keeps the
+    other arms' check (still equal, or unequal when they differ) and says why that arm differs; the
+    loader refuses an exemption from a key the table does not hold equal, and a key set twice."""
+    def longer(raw):
+        t2 = raw["tables"][1]
+        t2["rows"].append({"id": "long", "label": "linear, longer", "ours": "linear, 5× the steps"})
+        t2["arms"].append({"name": "long-seg", "row": "long", "task": "segmentation",
+                           "set": ["model.head=linear", "train.lr=0.01"], "exempt": {"iterations": "five times the steps"}})
+    grid = ablations.load_grid(_grid_with(tmp_path, longer))
+    arms = _copy_arms(tmp_path)
+    for name, miou in (("linear-bn-seg", 0.615), ("mlp-seg", 0.64), ("long-seg", 0.60)):
+        _t2_arm(arms, grid, name, miou)
+    doc = json.loads((arms / "t2" / "long-seg.json").read_text())
+    doc["budget"]["iterations"] = 4500
+    (arms / "t2" / "long-seg.json").write_text(json.dumps(doc))
+    ablations.render_report(grid, arms, tmp_path / "out")
+    t2 = _section((tmp_path / "out" / "README.md").read_text(), 2)
+    assert ("* IoU (T) (3 arms): iterations 900, pixels_per_batch 20480; equal, except long-seg iterations 4500 on "
+            "purpose (five times the steps).") in t2
+    doc["budget"]["pixels_per_batch"] = 1  # a difference it is not exempt from is still reported
+    (arms / "t2" / "long-seg.json").write_text(json.dumps(doc))
+    ablations.render_report(grid, arms, tmp_path / "out")
+    assert "**unequal**: pixels_per_batch: linear-bn-seg 20480, mlp-seg 20480, long-seg 1" in \
+        _section((tmp_path / "out" / "README.md").read_text(), 2)
+
+    def wrong_key(raw):
+        raw["tables"][1]["arms"][0]["exempt"] = {"crop": "bigger windows"}
+    with pytest.raises(ablations.AblationError, match=r"tables.t2.arms.linear-seg.exempt.crop: not a key of the table's"):
+        ablations.load_grid(_grid_with(tmp_path, wrong_key))
+
+    def twice(raw):
+        raw["tables"][1]["arms"][0]["set"].append("train.iterations=450")
+    with pytest.raises(ablations.AblationError, match=r"tables.t2.arms.linear-seg.set\[2\]: train.iterations=450 sets a key"):
+        ablations.load_grid(_grid_with(tmp_path, twice))
+
+
+def test_repeats_as_blocks_give_arms_different_seeds(tmp_path: Path) -> None:
+    grid = ablations.load_grid(_grid_with(tmp_path, lambda raw: raw["tables"][2].update(
+        repeats=[{"seeds": [1, 2], "arms": ["n100-m5"]}, {"seeds": [1], "arms": ["n400-m5", "n400-m1"]}])))
+    assert [a.name for a in grid.tables[2].repeats] == ["n100-m5-s1", "n100-m5-s2", "n400-m5-s1", "n400-m1-s1"]
+    with pytest.raises(ablations.AblationError, match=r"tables.t11.repeats\[1\].arms\[0\]: 'n100-m6' is not an arm"):
+        ablations.load_grid(_grid_with(tmp_path, lambda raw: raw["tables"][2].update(
+            repeats=[{"seeds": [1], "arms": ["n100-m5"]}, {"seeds": [2], "arms": ["n100-m6"]}])))
+    with pytest.raises(ablations.AblationError, match=r"'n100-m5-s1' appears 2 times"):
+        ablations.load_grid(_grid_with(tmp_path, lambda raw: raw["tables"][2].update(
+            repeats=[{"seeds": [1], "arms": ["n100-m5"]}, {"seeds": [1], "arms": ["n100-m5"]}])))
+
+
+def test_a_check_of_ours_renders_without_paper_rows(tmp_path: Path) -> None:
+    """`paper_table: null`: a check the paper does not have (the norm check) is headed as one, shows
+    our rows only, judges its claim without a paper verdict, and the page title counts only the
+    paper's tables."""
+    def check(raw):
+        t11 = raw["tables"][2]
+        t11["paper_table"] = None
+        t11["title"] = "Norm check (fixture)"
+        for row in t11["rows"]:
+            row["paper"] = {}
+    ablations.render_report(ablations.load_grid(_grid_with(tmp_path, check)), ARMS, tmp_path / "out")
+    page = (tmp_path / "out" / "README.md").read_text()
+    assert page.startswith("# Ablations: the paper's Tables 1, 2 and 15, ours beside the paper's")
+    section = page.split("## Check: Norm check (fixture)", 1)[1].split("\n## ", 1)[0]
+    assert "**The claim checked (not in the paper).**" in section and "| paper |" not in section
+    assert "| 100 × 5 | ours | 69.0 | 57.1 |" in section
+    claims = [line for line in section.splitlines() if line.startswith(("* ", "  * ")) and "ours" in line]
+    assert any(line.startswith("* 5 images beat 1 (beats: 500 × 5 vs 2000 × 1): ours ") for line in claims)
+    assert all("paper" not in line for line in claims)
+    assert "\n| check | " in page and "![Check, " in section

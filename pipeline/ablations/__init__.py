@@ -12,9 +12,11 @@ report regenerates from the repository, and a test checks it does.
   collect  finished experiments (`dvc exp show --json`) → reports/ablations/arms/<table>/<arm>.json
   render   those files → reports/ablations/README.md and plots, each table ours beside the paper's
 
-The package: `grid` (the tables and arms), `experiments` (DVC's queue and `collect`), `verdicts`
-(failed runs, means over seeds, noise-widened tolerances, the verdicts), `report` (`render`),
-`plots` (its pictures) and `cli` (the Typer sub-app).
+The package: `grid` (the tables and arms), `overrides` (`-S` overrides applied as DVC does; an arm's
+budget and evaluation read back), `init` (arms that start from another task's model, run through
+recipes/ablations/dvc.yaml), `experiments` (DVC's queue and `collect`), `verdicts` (failed runs,
+means over seeds, noise-widened tolerances, the verdicts), `report` (`render`), `listing` (what each
+arm ran with, and superseded arm files), `plots` (its pictures) and `cli` (the Typer sub-app).
 """
 
 from pipeline.ablations import experiments

@@ -304,10 +304,10 @@ def backfill_evaluation(tables: tuple[Table, ...], arms: Path) -> list[str]:
 def _copy_curves(arm: Arm, rev: str, folder: Path) -> list[str]:
     """The arm's loss log (and its PR curve, for a task whose evaluation writes one: edges) from the
     experiment's commit, for plots."""
-    wanted = [(f"reports/{arm.task}/train_loss.csv", f"{arm.name}.loss.csv")]
+    wanted = [(arm.loss_file, f"{arm.name}.loss.csv")]
     pr_curve = TASKS[arm.task].pr_curve
     if pr_curve:
-        wanted.append((f"reports/{arm.task}/{pr_curve}", f"{arm.name}.pr.txt"))
+        wanted.append((f"{arm.report_dir}/{pr_curve}", f"{arm.name}.pr.txt"))
     notes = []
     for src, dst in wanted:
         done = run_command(["git", "show", f"{rev}:{src}"], check=False)

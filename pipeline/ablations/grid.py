@@ -1,5 +1,6 @@
 """The ablation grid (recipes/ablations/grid.yaml): tables, their columns, rows and arms, each arm's
-`-S` overrides; applying overrides to params as DVC does, and reading an arm's budget back.
+`-S` overrides, target and files (pipeline.ablations.overrides applies overrides as DVC does and reads
+an arm's budget back; pipeline.ablations.init, the arms that start from another task's model).
 
 The grid file is read through typed dataclasses by the same checker as params.yaml
 (`pipeline.typed`): an unknown key, a missing one, a wrong type or a value out of range raises an
@@ -7,16 +8,17 @@ error naming the file and the dotted key (``grid.yaml: tables.t1.arms.p4-seg.tas
 
 from __future__ import annotations
 
-import copy
-import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pipeline.ablations.overrides import (AblationError, apply_overrides, budget_of, evaluation_of,  # noqa: F401
+                                          evaluation_text, lookup, override_mismatch, parse_override, same_value)
+from pipeline.ablations.init import INIT_PIPELINE, INIT_REPORTS, init_source, pair_key
 from pipeline.typed import ParamsError, build
 from pixelnet.tasks import TASKS
 
@@ -32,11 +34,6 @@ BUDGET_KEYS = ("iterations", "lr_steps", "pixels_per_image", "images_per_batch",
                "strategy", "positive_fraction", "head", "head_batch_norm", "dataset")
 SEED_KEYS = ("train.seed", "sampling.seed")  # the model's initialisation; the plan (windows, pixels, order)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-class AblationError(ValueError):
-    """A grid, experiment or arm-file problem; the message names the file, arm or dotted key."""
 
 
 # ----------------------------------------------------------------------------- the grid file, as written
@@ -88,15 +85,21 @@ class ArmSpec:
     task: str
     set: tuple[str, ...]
     columns: tuple[str, ...] = ()  # default: every column of its task
+    # Budget keys of the table's equal_budget this arm departs from on purpose -> why (e.g. Table 4's
+    # arm at equal compute trains longer); the report names them instead of calling the budget unequal.
+    exempt: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task: {self.task!r} is not one of {', '.join(TASKS)}")
+        if any(not why.strip() for why in self.exempt.values()):
+            raise ValueError("exempt: each key needs its reason")
 
 
 @dataclass(frozen=True)
 class Repeats:
-    """`repeats: {seeds: [1, 2], arms: [name, ...]}`: the named arms again under each seed."""
+    """`repeats: {seeds: [1, 2], arms: [name, ...]}`: the named arms again under each seed (a list of
+    such blocks gives different arms different seeds)."""
 
     seeds: tuple[int, ...]
     arms: tuple[str, ...]
@@ -150,7 +153,7 @@ class TableSpec:
     """One table as the grid writes it; its lists of items are read by the item dataclasses above."""
 
     id: str
-    paper_table: int
+    paper_table: int | None      # null: a check of ours, not a table of the paper
     title: str
     claim: str
     base: tuple[str, ...]
@@ -160,7 +163,7 @@ class TableSpec:
     setting: str = ""
     equal_budget: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
-    repeats: dict[str, Any] | None = None
+    repeats: dict[str, Any] | tuple[dict[str, Any], ...] | None = None
     claims: tuple[dict[str, Any], ...] = ()
     plots: tuple[dict[str, Any], ...] = ()
     drawn: dict[str, Any] | None = None
@@ -190,6 +193,8 @@ class Arm:
     experiment: str
     seed: int | None = None      # a repeat of arm `of` with train.seed = sampling.seed = seed
     of: str | None = None
+    source: str | None = None    # the task whose root model its training starts from (pipeline.ablations.init)
+    exempt: tuple[tuple[str, str], ...] = ()  # (budget key, why) it departs from the table's equal_budget
 
     @property
     def key(self) -> str:
@@ -197,22 +202,36 @@ class Arm:
 
     @property
     def target(self) -> str:
+        """The stage `dvc exp run` reproduces: the root pipeline's evaluate@<task>, or for an arm that
+        starts from another task's model the init pipeline's, which depends on that model."""
+        if self.source:
+            return f"{INIT_PIPELINE}:evaluate-init@{pair_key(self.task, self.source)}"
         return f"evaluate@{self.task}"
 
     @property
+    def report_dir(self) -> str:
+        """Where its evaluate stage writes metrics.json, and its train stage the loss log."""
+        return f"{INIT_REPORTS}/{pair_key(self.task, self.source)}" if self.source else f"reports/{self.task}"
+
+    @property
     def metrics_file(self) -> str:
-        return f"reports/{self.task}/metrics.json"
+        return f"{self.report_dir}/metrics.json"
+
+    @property
+    def loss_file(self) -> str:
+        return f"{self.report_dir}/train_loss.csv"
 
     @property
     def sampling_file(self) -> str:
-        """The sample stage's summary of the arm's plan (a DVC metrics file: `dvc exp show` has it)."""
+        """The sample stage's summary of the arm's plan (a DVC metrics file: `dvc exp show` has it; the
+    root pipeline's sample stage, for an init arm too)."""
         return f"reports/{self.task}/sampling.json"
 
 
 @dataclass(frozen=True)
 class Table:
     id: str
-    paper_table: int
+    paper_table: int | None      # None: a check of ours, not in the paper
     title: str
     claim: str
     setting: str
@@ -233,6 +252,11 @@ class Table:
 
     def column(self, cid: str) -> Column:
         return next(c for c in self.columns if c.id == cid)
+
+    @property
+    def name(self) -> str:
+        """How the report names it: `Table 4`, or `Check` for one of ours the paper does not have."""
+        return f"Table {self.paper_table}" if self.paper_table is not None else "Check"
 
 
 @dataclass(frozen=True)
@@ -292,8 +316,17 @@ def _arms(spec: TableSpec, columns: list[Column], rows: list[Row], prefix: str, 
         w = f"{where}.arms.{a.name}"
         if a.row not in row_ids:
             raise AblationError(f"{w}.row: {a.row!r} is not a row of {spec.id} ({', '.join(sorted(row_ids))})")
+        own = [parse_override(text, f"{w}.set[{j}]")[0] for j, text in enumerate(a.set)]
+        keys = Counter(own + [parse_override(text, where)[0] for text in spec.base])
         for j, text in enumerate(a.set):
-            parse_override(text, f"{w}.set[{j}]")
+            if keys[own[j]] > 1:
+                raise AblationError(f"{w}.set[{j}]: {text} sets a key its table's base (or the arm) sets too; DVC "
+                                    f"would apply both and the record could not say which won: set it once")
+        for key in a.exempt:
+            if key not in spec.equal_budget:
+                raise AblationError(f"{w}.exempt.{key}: not a key of the table's equal_budget "
+                                    f"({', '.join(spec.equal_budget) or 'none'}): nothing to be exempt from")
+        source = init_source(a.task, spec.base + a.set, w)
         cols = a.columns or tuple(c.id for c in columns if c.task == a.task)
         for cid in cols:
             if cid not in col_ids or col_ids[cid].task != a.task:
@@ -301,31 +334,35 @@ def _arms(spec: TableSpec, columns: list[Column], rows: list[Row], prefix: str, 
             if (a.row, cid) in filled:
                 raise AblationError(f"{w}.columns: row {a.row!r} column {cid!r} is already filled by another arm")
             filled.add((a.row, cid))
-        arms.append(Arm(spec.id, a.name, a.row, a.task, spec.base + a.set, cols, f"{prefix}-{spec.id}-{a.name}"))
+        arms.append(Arm(spec.id, a.name, a.row, a.task, spec.base + a.set, cols, f"{prefix}-{spec.id}-{a.name}",
+                        source=source, exempt=tuple(a.exempt.items())))
     _ids([a.name for a in arms], f"{where}.arms")
     return arms
 
 
-def _repeats(raw: dict | None, arms: list[Arm], where: str) -> list[Arm]:
+def _repeats(raw: dict | tuple | None, arms: list[Arm], where: str) -> list[Arm]:
     """Each arm named under `repeats` again per seed, named <arm>-s<seed>, with its overrides plus
     train.seed and sampling.seed = seed. The arms themselves run with params.yaml's seeds, so a
-    repeat's seed must be new (not 0, the default) and each seed appears once."""
+    repeat's seed must be new (not 0, the default) and each seed appears once per arm (a list of
+    blocks naming one arm twice with the same seed is refused as a duplicate name)."""
     if raw is None:
         return []
-    spec = build(Repeats, raw, where)
+    blocks = [(raw, where)] if isinstance(raw, dict) else [(b, f"{where}[{i}]") for i, b in enumerate(raw)]
     by_name = {a.name: a for a in arms}
     out = []
-    for i, name in enumerate(spec.arms):
-        arm = by_name.get(name)
-        if arm is None:
-            raise AblationError(f"{where}.arms[{i}]: {name!r} is not an arm of this table ({', '.join(by_name)})")
-        own = [o for o in arm.overrides if o.lstrip("+").split("=", 1)[0] in SEED_KEYS]
-        if own:
-            raise AblationError(f"{where}.arms[{i}]: {name!r} sets {own[0]} itself; a repeat varies the seeds")
-        for seed in spec.seeds:
-            out.append(Arm(arm.table, f"{name}-s{seed}", arm.row, arm.task,
-                           arm.overrides + tuple(f"{k}={seed}" for k in SEED_KEYS), arm.columns,
-                           f"{arm.experiment}-s{seed}", seed, name))
+    for block, w in blocks:
+        spec = build(Repeats, block, w)
+        for i, name in enumerate(spec.arms):
+            arm = by_name.get(name)
+            if arm is None:
+                raise AblationError(f"{w}.arms[{i}]: {name!r} is not an arm of this table ({', '.join(by_name)})")
+            own = [o for o in arm.overrides if o.lstrip("+").split("=", 1)[0] in SEED_KEYS]
+            if own:
+                raise AblationError(f"{w}.arms[{i}]: {name!r} sets {own[0]} itself; a repeat varies the seeds")
+            for seed in spec.seeds:
+                out.append(replace(arm, name=f"{name}-s{seed}", experiment=f"{arm.experiment}-s{seed}",
+                                   overrides=arm.overrides + tuple(f"{k}={seed}" for k in SEED_KEYS), seed=seed,
+                                   of=name))
     return out
 
 
@@ -381,113 +418,3 @@ def load_grid(path: Path = GRID) -> Grid:
     except (ParamsError, AblationError) as err:
         raise AblationError(f"{path}: {err}") from None
     return Grid(path, spec.prefix, tables)
-
-
-# ----------------------------------------------------------------------------- overrides and budgets
-
-def parse_override(text: str, where: str) -> tuple[str, Any]:
-    """`key=value` as DVC's -S takes it -> (dotted key, value read as YAML). A leading `+` (DVC: add a
-    new key) is accepted; deletions (`~key`) are not, since the report could not show what they did."""
-    if not isinstance(text, str) or "=" not in text or text.startswith("~"):
-        raise AblationError(f"{where}: expected an override `key=value`, got {text!r}")
-    key, raw = text.split("=", 1)
-    key = key.lstrip("+")
-    if not key or any(not part for part in key.split(".")) or ":" in key:
-        raise AblationError(f"{where}: bad key in {text!r} (dotted keys of params.yaml only)")
-    if raw == "":
-        raise AblationError(f"{where}: empty value in {text!r}")
-    value = yaml.safe_load(raw)
-    if isinstance(value, str) and _NUMBER.match(value):  # YAML 1.1 reads 1e-3 as text; DVC reads a number
-        value = float(value)
-    return key, value
-
-
-def lookup(params: dict, key: str) -> tuple[bool, Any]:
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def same_value(a: Any, b: Any) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
-def apply_overrides(params: dict, overrides: tuple[str, ...], where: str) -> dict:
-    """params with the overrides applied, as DVC would write params.yaml; a missing key is an error
-    (DVC refuses it too without a leading `+`)."""
-    out = copy.deepcopy(params)
-    for text in overrides:
-        key, value = parse_override(text, where)
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                if not text.startswith("+"):
-                    raise AblationError(f"{where}: -S {text}: params.yaml has no key {key}")
-                node[part] = {}
-            node = node[part]
-        if parts[-1] not in node and not text.startswith("+"):
-            raise AblationError(f"{where}: -S {text}: params.yaml has no key {key}")
-        node[parts[-1]] = value
-    return out
-
-
-def override_mismatch(arm: Arm, params: dict | None) -> str | None:
-    """None when the experiment's params carry every override of the arm, else what differs."""
-    if not isinstance(params, dict):
-        return "the experiment has no params.yaml in `dvc exp show`"
-    for text in arm.overrides:
-        key, want = parse_override(text, arm.key)
-        found, have = lookup(params, key)
-        if not found:
-            return f"params.yaml has no key {key} (expected {text})"
-        if not same_value(want, have):
-            return f"params.yaml key {key} is {have!r}, expected {want!r} (from -S {text})"
-    return None
-
-
-def _parsed(params: dict, where: str):
-    """params through the one params loader (pipeline.params), its errors named for the arm."""
-    from pipeline.params import ParamsError, parse_params
-
-    try:
-        return parse_params(copy.deepcopy(params))
-    except ParamsError as err:
-        raise AblationError(f"{where}: params are not valid: {err}") from None
-
-
-def evaluation_of(params: dict, where: str) -> dict[str, Any]:
-    """How one arm was scored: the test-time scales its predictions are averaged over, and whether
-    the horizontally flipped image is averaged in too."""
-    e = _parsed(params, where).evaluate
-    return {"scales": [float(s) for s in e.scales], "flip": bool(e.flip)}
-
-
-def evaluation_text(ev: dict | None) -> str:
-    """Evaluation settings in a few words: `0.8, 1.0, 1.25 + flip`, `1.0, no flip`."""
-    if not ev:
-        return "not recorded"
-    scales = ", ".join(f"{s:.1f}" if s == int(s) else format(s, "g") for s in ev["scales"])
-    return scales + (" + flip" if ev["flip"] else ", no flip")
-
-
-def budget_of(params: dict, task: str, where: str) -> dict[str, Any]:
-    """What one arm trained with, read through the one params loader (task overrides applied)."""
-    p = _parsed(params, where)
-    if task not in p.tasks:
-        raise AblationError(f"{where}: tasks.{task} is not configured in its params")
-    s, train = p.sampling[task], p.task_train[task]
-    return {"iterations": train.iterations, "lr_steps": list(train.lr_steps), "pixels_per_image": s.pixels_per_image,
-            "images_per_batch": p.images_per_batch, "pixels_per_batch": s.pixels_per_image * p.images_per_batch,
-            "crop": p.augment[task].crop, "strategy": s.strategy, "positive_fraction": s.positive_fraction,
-            "head": p.task_model[task].head, "head_batch_norm": p.task_model[task].head_batch_norm,
-            "dataset": p.tasks[task].dataset}

@@ -57,10 +57,10 @@ def table_plots(table: Table, docs: dict[str, dict], arms: Path, out_dir: Path) 
                 ax.minorticks_off()
             if spec.series and series:
                 ax.legend(fontsize=8)
-        fig.suptitle(f"Table {table.paper_table}: {spec.title}", fontsize=10)
+        fig.suptitle(f"{table.name}: {spec.title}", fontsize=10)
         fig.tight_layout()
         if drawn:
-            save(fig, f"{table.id}-{spec.id}.png", f"Table {table.paper_table}, {spec.title}")
+            save(fig, f"{table.id}-{spec.id}.png", f"{table.name}, {spec.title}")
         else:
             plt.close(fig)
     for task in TASKS:
@@ -71,10 +71,10 @@ def table_plots(table: Table, docs: dict[str, dict], arms: Path, out_dir: Path) 
             for arm, path in logs:
                 data = np.genfromtxt(path, delimiter=",", names=True)
                 ax.plot(np.atleast_1d(data["step"]), np.atleast_1d(data["loss"]), label=arm.name, linewidth=1)
-            ax.set(title=f"Table {table.paper_table}: training loss ({task})", xlabel="step", ylabel="loss")
+            ax.set(title=f"{table.name}: training loss ({task})", xlabel="step", ylabel="loss")
             ax.legend(fontsize=8)
             fig.tight_layout()
-            save(fig, f"{table.id}-loss-{task}.png", f"Table {table.paper_table}, training loss, {task}")
+            save(fig, f"{table.id}-loss-{task}.png", f"{table.name}, training loss, {task}")
     curves = [(a, arm_file(arms, a).with_name(f"{a.name}.pr.txt")) for a in ran if TASKS[a.task].pr_curve]
     curves = [(a, p) for a, p in curves if p.is_file()]
     if curves:
@@ -83,8 +83,8 @@ def table_plots(table: Table, docs: dict[str, dict], arms: Path, out_dir: Path) 
             thr = np.atleast_2d(np.loadtxt(path))  # threshold, recall, precision, F (the official format)
             ods = docs[arm.key]["metrics"]["model"].get("ods")
             ax.plot(thr[:, 1], thr[:, 2], label=f"{arm.name}" + (f" (ODS {ods:.3f})" if ods is not None else ""))
-        ax.set(title=f"Table {table.paper_table}: PR curves", xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1))
+        ax.set(title=f"{table.name}: PR curves", xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=8, loc="lower left")
         fig.tight_layout()
-        save(fig, f"{table.id}-pr.png", f"Table {table.paper_table}, precision against recall")
+        save(fig, f"{table.id}-pr.png", f"{table.name}, precision against recall")
     return made

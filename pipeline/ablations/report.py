@@ -7,26 +7,23 @@ against the seed noise measured in the same table (the rules: pipeline/ablations
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 from pixelnet.atomic import atomic_write_text
 
-from pipeline.ablations.experiments import arm_file, queue_argv, read_json
-from pipeline.ablations.grid import AblationError, Arm, BUDGET_KEYS, Column, Grid, Table, evaluation_text
+from pipeline.ablations.experiments import arm_file, read_json
+from pipeline.ablations.grid import AblationError, BUDGET_KEYS, Column, Grid, Table, evaluation_text
+from pipeline.ablations.listing import (PAPER_EVALUATION, arms_lines, budget_lines, evaluation_lines, md,
+                                        superseded_lines)
 from pipeline.ablations.plots import table_plots
-from pipeline.ablations.verdicts import (NO_VERDICT, ColumnVerdict, TableResult, baseline_check, baseline_rule,
-                                         failed_text, judge, results, verdict)
-
-# The paper's analyses test one scale, no flip averaging: "We use a single-scale 224 × 224 image as
-# input" (Section 4) and "All previous experiments process test images at a single scale" (Analysis-4).
-PAPER_EVALUATION = {"scales": [1.0], "flip": False}
-EVAL_KEYS = ("evaluate.scales", "evaluate.flip")
+from pipeline.ablations.verdicts import (NO_VERDICT, ColumnVerdict, TableResult, baseline_rule, failed_text, judge,
+                                         results, verdict)
 
 
 def load_arm_files(grid: Grid, arms: Path) -> tuple[dict[str, dict], list[str]]:
-    """The committed arm files by arm key, each checked against the grid (same overrides, every
-    metric its columns need); files the grid does not name are returned as warnings."""
+    """The committed arm files by arm key, each checked against the grid (every metric its columns
+    need); a file whose overrides differ from its arm's (collected under an earlier grid) is left out
+    (`superseded` lists it), and files the grid does not name are returned as warnings."""
     found: dict[str, dict] = {}
     for table in grid.tables:
         for arm in table.all_arms:
@@ -35,8 +32,7 @@ def load_arm_files(grid: Grid, arms: Path) -> tuple[dict[str, dict], list[str]]:
                 continue
             doc = read_json(path)
             if doc.get("overrides") != list(arm.overrides):
-                raise AblationError(f"{path}: its overrides differ from {grid.path} arm {arm.key}; re-run the arm "
-                                    f"(pixelnet ablations queue --tables {table.id}) and collect, or restore the grid")
+                continue
             model = (doc.get("metrics") or {}).get("model") or {}
             for cid in arm.columns:
                 metric = table.column(cid).metric
@@ -56,9 +52,19 @@ def load_arm_files(grid: Grid, arms: Path) -> tuple[dict[str, dict], list[str]]:
     return found, [f"{p}: not an arm of {grid.path}; ignored" for p in extra]
 
 
-def _md(text: str) -> str:
-    """Text for a Markdown table cell."""
-    return text.replace("|", "\\|")
+def superseded(table: Table, arms: Path) -> list[tuple[str, list[str] | None]]:
+    """The table's arm files left out because the grid changed since they were collected: (arm name,
+    the file's overrides) where they differ from the grid's, (file name, None) for a file of the
+    table's folder that the grid no longer names."""
+    out: list[tuple[str, list[str] | None]] = []
+    for arm in table.all_arms:
+        path = arm_file(arms, arm)
+        if path.is_file() and (had := read_json(path).get("overrides")) != list(arm.overrides):
+            out.append((arm.name, had if isinstance(had, list) else []))
+    named = {arm_file(arms, a).name for a in table.all_arms}
+    folder = Path(arms) / table.id
+    out += [(p.stem, None) for p in sorted(folder.glob("*.json")) if p.name not in named] if folder.is_dir() else []
+    return out
 
 
 def _tol(col: Column, value: float) -> str:
@@ -70,57 +76,6 @@ def _cell(r: ColumnVerdict, ours: bool) -> str:
     if r.word == NO_VERDICT:
         return f"{diff} ({NO_VERDICT}: {failed_text(r.failed)})"
     return f"{diff} ({r.word}, tolerance {_tol(r.col, r.tol)})" if ours else f"{diff} ({r.word})"
-
-
-# ----------------------------------------------------------------------------- evaluation settings
-
-def _eval_long(ev: dict) -> str:
-    n, scales = len(ev["scales"]), evaluation_text({**ev, "flip": False}).removesuffix(", no flip")
-    where = f"a single scale ({scales})" if n == 1 else f"{n} scales ({scales})"
-    return f"at {where}" + (" with horizontal flips averaged in" if ev["flip"] else ", no flip")
-
-
-def _pinned(arm: Arm, key: str) -> bool:
-    return any(o.lstrip("+").split("=", 1)[0] == key for o in arm.overrides)
-
-
-def _evaluation_lines(table: Table, docs: dict[str, dict]) -> list[str]:
-    """What the arms were scored with, where that came from, and whether it is the paper's."""
-    ran = [a for a in table.all_arms if a.key in docs]
-    if not ran:
-        return []
-    groups: dict[str, list[Arm]] = {}
-    for arm in ran:
-        ev = docs[arm.key].get("evaluation")
-        groups.setdefault(json.dumps({k: ev[k] for k in ("scales", "flip")}) if ev else "", []).append(arm)
-    recorded = [json.loads(k) for k in groups if k]
-    pinned = [k for k in EVAL_KEYS if all(_pinned(a, k) for a in ran)]
-    source = ("pinned in the table's overrides" if len(pinned) == len(EVAL_KEYS) else
-              f"`{pinned[0]}` pinned in the table's overrides, `{next(k for k in EVAL_KEYS if k not in pinned)}` "
-              f"params.yaml's" if pinned else
-              "params.yaml's `evaluate.scales` and `evaluate.flip`: the table does not pin them")
-    if len(recorded) == 1:
-        ev = recorded[0]
-        text = f"Every arm{' with settings recorded' if '' in groups else ''} was scored {_eval_long(ev)} ({source})"
-        if ev == PAPER_EVALUATION:
-            text += ", as the paper's ablations were."
-        else:
-            text += (". **Not the paper's evaluation**: the paper's ablations test a single scale, without flips "
-                     "(Section 4, Analysis-4), so our arms are compared like for like with each other, not with "
-                     "the paper's rows.")
-    elif recorded:
-        text = "**Unequal between arms**: " + "; ".join(
-            f"{', '.join(a.name for a in arms)} {_eval_long(json.loads(k))}" for k, arms in groups.items() if k) + "."
-    else:
-        text = "Not recorded in the arm files."
-    if "" in groups:
-        text += (f" Not recorded for {', '.join(a.name for a in groups[''])} (collected before `collect` kept it; "
-                 "`uv run pixelnet ablations collect --backfill-evaluation` reads it back).")
-    if any((docs[a.key].get("evaluation") or {}).get("from") for a in ran):
-        text += (" For arms collected before `collect` recorded it, the settings were read back from params.yaml at "
-                 "the arm's baseline commit with the arm's overrides applied, the arm's budget read back the same "
-                 "way matching its file (`collect --backfill-evaluation`).")
-    return [f"**Evaluation.** {text}", ""]
 
 
 # ----------------------------------------------------------------------------- the numbers table
@@ -158,13 +113,13 @@ def _numbers_lines(table: Table, res: TableResult, docs: dict[str, dict]) -> lis
     for row in table.rows:
         ours = values.get(row.id, {})
         lost = failed.get(row.id, {})
-        paper = [_md(row.label), "paper"] + [c.show(row.paper.get(c.id)) for c in table.columns]
-        mine = [_md(row.ours), _from(table, row.id, res)] + [
+        paper = [md(row.label), "paper"] + [c.show(row.paper.get(c.id)) for c in table.columns]
+        mine = [md(row.ours), _from(table, row.id, res)] + [
             c.show(ours.get(c.id)) + (" (failed)" if c.id in lost else "") for c in table.columns]
         if table.drawn:
             paper += ["—", "—"]
             mine += _drawn(table, row.id, res, docs)
-        out += ["| " + " | ".join(paper) + " |", "| " + " | ".join(mine) + " |"]
+        out += (["| " + " | ".join(paper) + " |"] if table.paper_table is not None else []) + ["| " + " | ".join(mine) + " |"]
     out.append("")
     if table.drawn and res.arms:
         missing = [r.name for a in res.arms.values() for r in a.runs if not docs[r.key].get("sampling")]
@@ -208,16 +163,18 @@ def _direction_lines(table: Table, res: TableResult) -> list[str]:
         mine = judge(claim, table, values, tol, failed)
         theirs = judge(claim, table, {r.id: r.paper for r in table.rows}, inside="tie")
         paper_word = verdict(theirs) if all(r.paper for r in table.rows if r.id in claim.rows) else "has no such row"
-        out.append(f"* {claim.text} ({claim.kind}: {a} vs {b}): paper {paper_word}; ours {verdict(mine)}.")
+        ours = table.paper_table is not None  # a check of ours has no paper to set beside it
+        out.append(f"* {claim.text} ({claim.kind}: {a} vs {b}): " + (f"paper {paper_word}; " if ours else "")
+                   + f"ours {verdict(mine)}.")
         word = verdict(mine).split(" (")[0]
         if word in ("disagrees", "mixed") and claim.reason:
             part = "" if word == "disagrees" else " in part"
-            out.append(f"  Ours disagrees with the paper's direction{part}. Likely reason (stated before the runs): "
-                       f"{claim.reason}")
+            against = "the paper's direction" if ours else "the claim"
+            out.append(f"  Ours disagrees with {against}{part}. Likely reason (stated before the runs): {claim.reason}")
         paper_by = {r.col.id: r for r in theirs}
         for r in mine:
             p = paper_by.get(r.col.id)
-            out.append(f"  * {r.col.label}: ours {_cell(r, True)}; paper {_cell(p, False) if p else '—'}")
+            out.append(f"  * {r.col.label}: ours {_cell(r, True)}" + (f"; paper {_cell(p, False) if p else '—'}" if ours else ""))
     return out + [""]
 
 
@@ -263,87 +220,27 @@ def _spread_lines(table: Table, res: TableResult) -> list[str]:
     return out
 
 
-# ----------------------------------------------------------------------------- budgets and arms
-
-def _budget_lines(table: Table, docs: dict[str, dict]) -> list[str]:
-    """Per group of arms filling the same columns: the budget keys the table fixes, equal or not, and
-    whether equal pixels a step is equal compute."""
-    groups: dict[tuple[str, ...], list[Arm]] = {}
-    for arm in table.all_arms:
-        if arm.key in docs:
-            groups.setdefault(arm.columns, []).append(arm)
-    if not groups or not table.equal_budget:
-        return []
-    out = [f"**Budget** (equal across the arms that fill the same columns: {', '.join(table.equal_budget)}).", ""]
-    windows: set[int] = set()  # M values of groups at equal pixels a step
-    for cols, arms in groups.items():
-        labels = ", ".join(table.column(c).label for c in cols)
-        parts, unequal = [], []
-        for key in table.equal_budget:
-            seen = {a.name: docs[a.key]["budget"][key] for a in arms}
-            if len({json.dumps(v) for v in seen.values()}) == 1:
-                parts.append(f"{key} {json.dumps(next(iter(seen.values())))}")
-            else:
-                unequal.append(f"{key}: " + ", ".join(f"{n} {json.dumps(v)}" for n, v in seen.items()))
-        state = "equal" if not unequal else "**unequal**: " + "; ".join(unequal)
-        out.append(f"* {labels} ({len(arms)} arms): {', '.join(parts)}; {state}.")
-        ms = {docs[a.key]["budget"]["images_per_batch"] for a in arms}
-        if "pixels_per_batch" in table.equal_budget and not unequal and len(ms) > 1:
-            windows |= ms
-    out.append("")
-    if windows:
-        ms = sorted(windows)
-        out += [f"Equal pixels a step is not equal compute: the trunk runs on every window of a step (M = "
-                f"{', '.join(map(str, ms))}), so an M = {ms[-1]} step runs it {ms[-1] / ms[0]:g}× as often as an "
-                f"M = {ms[0]} step; only the head sees the same number of pixels.", ""]
-    return out
-
-
-def _check_cell(arm: Arm, doc: dict) -> str:
-    c = baseline_check(arm.task, doc["metrics"])
-    return {"failed": f"**failed**: {c.text}", "passed": f"passed: {c.text}"}.get(c.state, c.text)
-
-
-def _arms_lines(table: Table, docs: dict[str, dict]) -> list[str]:
-    out = ["**Arms.**", "", "| arm | row | task | steps | N × M = pixels a step | crop | evaluation | against the "
-           "trivial baseline | experiment | rev |", "|---|---|---|---:|---|---:|---|---|---|---|"]
-    for arm in table.all_arms:
-        doc = docs.get(arm.key)
-        b = doc["budget"] if doc else None
-        cells = [arm.name, _md(next(r.label for r in table.rows if r.id == arm.row)), arm.task,
-                 f"{b['iterations']:,}" if b else "—",
-                 f"{b['pixels_per_image']:,} × {b['images_per_batch']} = {b['pixels_per_batch']:,}" if b else "—",
-                 str(b["crop"]) if b else "—", evaluation_text(doc.get("evaluation")) if doc else "—",
-                 _check_cell(arm, doc) if doc else "—", f"`{arm.experiment}`", doc["rev"][:7] if doc else "not run"]
-        out.append("| " + " | ".join(cells) + " |")
-    extra = tuple(f"data.{s}.source=<{s.upper()}>" for s in table.requires)
-    out += ["", "Each arm's exact command (`queue` runs it for the arms without a finished result):", "", "```bash"]
-    out += [shlex.join(queue_argv(arm, extra)) for arm in table.all_arms] + ["```", ""]
-    for source in table.requires:
-        used = sorted({d["sources"].get(source, "") for d in docs.values() if d["table"] == table.id} - {""})
-        out += [f"`<{source.upper()}>` is the absolute path given to `queue --{source}` (queued experiments run in a "
-                f"temporary copy of the repository)" + (f"; the collected arms used {', '.join(used)}." if used else "."), ""]
-    return out
-
-
 def _table_section(table: Table, docs: dict[str, dict], res: TableResult, figures: list[tuple[str, str]],
-                   notes: Path | None) -> list[str]:
-    out = [f"## Table {table.paper_table}: {table.title}", "", f"**The paper's claim.** {table.claim}", "",
+                   notes: Path | None, stale: list[tuple[str, list[str] | None]]) -> list[str]:
+    claim = "The paper's claim" if table.paper_table is not None else "The claim checked (not in the paper)"
+    out = [f"## {table.name}: {table.title}", "", f"**{claim}.** {table.claim}", "",
            f"**Our setting.** {table.setting}", ""]
     if not res.arms:
         out += [f"_Not run yet: `uv run pixelnet ablations queue --tables {table.id}`, then `uv run dvc queue start "
                 f"-j 1`, `uv run pixelnet ablations collect` and `uv run pixelnet ablations render`._", ""]
     out += _numbers_lines(table, res, docs)
-    out += _evaluation_lines(table, docs)
+    out += superseded_lines(table, stale)
+    out += evaluation_lines(table, docs)
     out += _direction_lines(table, res)
     out += _spread_lines(table, res)
-    out += _budget_lines(table, docs)
-    out += _arms_lines(table, docs)
+    out += budget_lines(table, docs)
+    out += arms_lines(table, docs)
     for name, alt in figures:
         out += [f"![{alt}]({name})", ""]
     note = notes / f"{table.id}.md" if notes else None
     if note and note.is_file():
-        out += ["**Notes.**", "", note.read_text().strip(), ""]
+        head = "**Notes.**" if not stale else "**Notes** (this table has superseded arm files: these may read those runs)."
+        out += [head, "", note.read_text().strip(), ""]
     return out
 
 
@@ -371,10 +268,10 @@ def _rules(grid: Grid) -> str:
 
 def _dvc_compare(grid: Grid) -> str:
     """How to compare arms in DVC itself while their experiments are in this repository's refs."""
-    a, b = next(((x, y) for t in grid.tables for x in t.arms for y in t.arms if x.task == y.task and x != y))
+    a, b = next(((x, y) for t in grid.tables for x in t.arms for y in t.arms if x.loss_file == y.loss_file and x != y))
     return ("While the experiments are local (`dvc exp pull` brings them from a remote), DVC compares arms too: "
             "`uv run dvc exp show --only-changed` lists every arm's params and metrics, and "
-            f"`uv run dvc plots diff {a.experiment} {b.experiment} --targets reports/{a.task}/train_loss.csv` "
+            f"`uv run dvc plots diff {a.experiment} {b.experiment} --targets {a.loss_file}` "
             "draws two arms' loss curves together.")
 
 
@@ -398,8 +295,8 @@ def render_report(grid: Grid, arms: Path, out_dir: Path, notes: Path | None = No
     docs, warnings = load_arm_files(grid, arms)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    numbers = ", ".join(str(t.paper_table) for t in grid.tables[:-1])
-    numbers = f"{numbers} and {grid.tables[-1].paper_table}" if numbers else str(grid.tables[-1].paper_table)
+    paper = [str(t.paper_table) for t in grid.tables if t.paper_table is not None]
+    numbers = f"{', '.join(paper[:-1])} and {paper[-1]}" if len(paper) > 1 else "".join(paper)
     lines = [f"# Ablations: the paper's Tables {numbers}, ours beside the paper's", "",
              "Generated by `uv run pixelnet ablations render` from the grid (`recipes/ablations/grid.yaml`) and the "
              "per-arm files under `reports/ablations/arms/`, each written by `pixelnet ablations collect` from `dvc exp "
@@ -412,19 +309,23 @@ def render_report(grid: Grid, arms: Path, out_dir: Path, notes: Path | None = No
              "| Table | the paper's claim | arms collected | failed (below baseline) | evaluation | our direction |",
              "|---|---|---:|---|---|---|"]
     figures: dict[str, list[tuple[str, str]]] = {}
+    stale: dict[str, list[tuple[str, list[str] | None]]] = {}
     res = {t.id: results(t, docs) for t in grid.tables}
     for table in grid.tables:
         r = res[table.id]
         tol, values, failed = r.tolerances(), r.values(), r.failed()
         direction = "; ".join(f"{c.text}: {verdict(judge(c, table, values, tol, failed))}" for c in table.claims)
         n = sum(a.key in docs for a in table.arms)
+        stale[table.id] = superseded(table, arms)
+        old = sum(name in {a.name for a in table.arms} for name, _ in stale[table.id])
         lost = ", ".join(a.arm.name for a in r.arms.values() if a.failed) or "none"
-        lines.append(f"| {table.paper_table} | {table.claim} | {n} of {len(table.arms)} | {lost} | "
+        lines.append(f"| {table.paper_table if table.paper_table is not None else 'check'} | {table.claim} | "
+                     f"{n} of {len(table.arms)}{f' ({old} superseded)' if old else ''} | {lost} | "
                      f"{_summary_eval(table, docs)} | {direction or '—'} |")
         figures[table.id] = table_plots(table, docs, arms, out_dir)
     lines.append("")
     for table in grid.tables:
-        lines += _table_section(table, docs, res[table.id], figures[table.id], notes)
+        lines += _table_section(table, docs, res[table.id], figures[table.id], notes, stale[table.id])
     report = out_dir / "README.md"
     atomic_write_text(report, "\n".join(lines).rstrip("\n") + "\n")
     made = {name for figs in figures.values() for name, _ in figs}
