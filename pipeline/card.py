@@ -117,8 +117,11 @@ def read_inputs(name: str, weights: Path, single: Path, multi: Path, dataset: Pa
         raise ValueError(f"tasks.{TASK}: not configured in the recipe's params (the card describes an edge model)")
     if len(evidence.seeds) < 2:
         raise ValueError(f"--seeds: {len(evidence.seeds)} seed run(s) given; the spread needs at least 2")
+    state = load_checkpoint(weights)
+    for earlier, _ in evidence.earlier:
+        _check_same_network(earlier, state, weights)
     return CardInputs(
-        name=name, weights=Path(weights), state=load_checkpoint(weights),
+        name=name, weights=Path(weights), state=state,
         single=_read_json(Path(single) / "metrics.json"), multi=_read_json(Path(multi) / "metrics.json"),
         images=per_image_table(_read_json(Path(single) / "per_image.json")), data=_read_json(dataset),
         params=params, notes=Path(notes).read_text(), command=command,
@@ -126,7 +129,7 @@ def read_inputs(name: str, weights: Path, single: Path, multi: Path, dataset: Pa
         seeds=[(Path(d).name, _read_json(Path(d) / "metrics.json")) for d in evidence.seeds],
         agreement=[official_fixture(evidence.fixture), pyedgeeval(evidence.bench_edges)],
         speed=_read_json(evidence.bench_predict),
-        earlier=[(n, _read_json(Path(d) / "metrics.json")) for n, d in evidence.earlier if _same_network(n, weights)],
+        earlier=[(n, _read_json(Path(d) / "metrics.json")) for n, d in evidence.earlier],
     )
 
 
@@ -141,13 +144,12 @@ def _network(state: dict) -> dict:
     return asdict(ModelConfig(**cfg))
 
 
-def _same_network(name: str, weights: Path) -> bool:
+def _check_same_network(name: str, state: dict, weights: Path) -> None:
     """An earlier model shares the speed measured for this one only if it is the same network."""
     from pixelnet.zoo import resolve
 
-    if _network(load_checkpoint(resolve(name))) != _network(load_checkpoint(weights)):
+    if _network(load_checkpoint(resolve(name))) != _network(state):
         raise ValueError(f"--earlier {name}: not the same network as {weights}, and the speed was measured for that one only")
-    return True
 
 
 def _usage(c: CardInputs) -> list[str]:
@@ -208,10 +210,8 @@ def drawn_positive_share(sampling: dict) -> float:
 
 def _ambiguous(c: CardInputs) -> str:
     edges = c.params.tasks[TASK].settings
-    consensus = edges.consensus
-    if edges.ambiguous == "ignore":
-        return f"; pixels marked by fewer than {consensus} annotators never drawn"
-    return f"; pixels marked by fewer than {consensus} annotators drawn as negatives"
+    fate = "never drawn" if edges.ambiguous == "ignore" else "drawn as negatives"
+    return f"; pixels marked by fewer than {edges.consensus} annotators {fate}"
 
 
 def seed_spread(seeds: list[tuple[str, dict]]) -> dict[str, float]:
@@ -314,8 +314,7 @@ def _trained_on(summary: dict) -> str:
     if not m:
         return "not recorded by this model's train stage"
     bf16 = "multiplies bf16 natively (AMX or AVX512-BF16)" if m.get("bf16_native") else "no native bf16"
-    return (f"{m.get('cpu', '?')}, {m.get('threads', '?')} torch threads, {bf16}; "
-            f"device {summary.get('device', '?')}, {summary.get('precision', '?')} autocast")
+    return f"{m.get('cpu', '?')}, {m.get('threads', '?')} torch threads, {bf16}; device {summary.get('device', '?')}"
 
 
 def _spread(c: CardInputs) -> list[str]:
