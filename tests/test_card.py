@@ -107,3 +107,27 @@ def test_card_cli_names_a_malformed_earlier_option(tmp_path):
                                  "--sampling", str(tmp_path / "s.json"), "--seeds", str(tmp_path),
                                  "--earlier", "bsds500-edges-v1"])
     assert result.exit_code != 0 and "--earlier 'bsds500-edges-v1': expected NAME=FOLDER" in result.stderr
+
+
+@needs_fixture
+def test_agreement_with_the_official_test_case_is_scored_not_asserted():
+    from pixelnet.bench.agreement import official_fixture
+
+    a = official_fixture(FIXTURE)
+    assert a.images == 5 and max(a.ods, a.ois, a.ap, a.per_image_f) < 0.002  # MATLAB's own matcher moves ~.001
+
+
+def test_agreement_with_pyedgeeval_reads_each_tools_per_image_file(tmp_path):
+    from pixelnet.bench.agreement import pyedgeeval
+
+    (tmp_path / "pixelnet").mkdir()
+    (tmp_path / "pyedgeeval").mkdir()
+    (tmp_path / "pixelnet" / "eval_bdry_img.txt").write_text("1 0.2 0.8 0.7 0.750\n2 0.3 0.6 0.5 0.550\n")
+    (tmp_path / "pyedgeeval" / "eval_bdry_img.txt").write_text("test/1 0.2 0.8 0.7 0.752\ntest/2 0.3 0.6 0.5 0.545\n")
+    _write(tmp_path / "bench.json", {"nms": False, "thresholds": 99,
+                                     "comparison": {"ods_diff": -0.0001, "ois_diff": 0.0004, "ap_diff": -0.004}})
+    a = pyedgeeval(tmp_path)
+    assert (a.images, a.ods, a.ap) == (2, 0.0001, 0.004) and a.per_image_f == pytest.approx(0.005)
+    (tmp_path / "pyedgeeval" / "eval_bdry_img.txt").write_text("test/1 0.2 0.8 0.7 0.752\n")
+    with pytest.raises(ValueError, match="pixelnet scored 2 images, pyEdgeEval 1"):
+        pyedgeeval(tmp_path)

@@ -45,7 +45,7 @@ class Agreement:
 def official_fixture(fixture: Path) -> Agreement:
     """Score the official test case's PNG maps as MATLAB's test_2 did; compare with its output files."""
     from pixelnet.metrics.edges import BoundaryConfig, evaluate_boundaries
-    from pixelnet.metrics.edges_io import read_ground_truth, read_prediction
+    from pixelnet.metrics.edges_io import read_ground_truth, read_official, read_prediction
 
     fixture = Path(fixture)
     reference = fixture / FIXTURE_TEST
@@ -55,15 +55,17 @@ def official_fixture(fixture: Path) -> Agreement:
     preds = [read_prediction(fixture / "png" / f"{i}.png") for i in ids]
     anns = [read_ground_truth(fixture / "groundTruth" / f"{i}.mat") for i in ids]
     res = evaluate_boundaries(preds, anns, BoundaryConfig(thresholds=FIXTURE_THRESHOLDS, nms=False))
-    _, _, _, odf, _, _, oif, ap = np.loadtxt(reference / "eval_bdry.txt")
-    per_image = np.loadtxt(reference / "eval_bdry_img.txt", ndmin=2)[:, 4]  # index, T, R, P, F
+    matlab = read_official(reference)
+    _, _, _, odf, _, _, oif, ap = matlab["summary"]
+    per_image = matlab["images"][:, 4]  # index, T, R, P, F
     ours = np.array([r["f"] for r in res.per_image])
     return Agreement("the official MATLAB benchmark's test case", len(ids), abs(res.ods["f"] - odf),
                      abs(res.ois["f"] - oif), abs(res.ap - ap), float(np.abs(ours - per_image).max()))
 
 
 def _best_f(path: Path) -> np.ndarray:
-    """The F column (last) of an eval_bdry_img.txt, whichever tool wrote it (first column: index or id)."""
+    """The F column (last) of an eval_bdry_img.txt, whichever tool wrote it (first column: our index, or
+    pyEdgeEval's image id, which `read_official` cannot parse)."""
     rows = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
     return np.array([float(r[-1]) for r in rows])
 
