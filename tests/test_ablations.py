@@ -22,6 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline import ablations
+from pipeline.ablations import cli as cli_module
 from pipeline.ablations import grid as grid_module
 from pipeline.cli import app
 
@@ -302,6 +303,23 @@ def test_queue_after_a_kill_requeues_only_unfinished_arms(tmp_path: Path, monkey
     assert "abl-t2-mlp-seg" not in " ".join(" ".join(c) for c in calls)
     assert [shlex.join(c) for c in calls] == ["dvc queue remove abl-t2-linear-bn-seg", _argv("t2/linear-bn-seg"),
                                               _argv("t2/mlp-normals")]
+
+
+def test_queue_reads_the_experiments_again_before_killing_an_arm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An arm whose process ended between `dvc exp show` and the process check looks orphaned; the
+    second read sees it as it is (here: still running with a live process), and nothing is killed."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(ablations.experiments, "run_command", lambda argv, check=True: calls.append(list(argv)))
+    monkeypatch.setattr(ablations.experiments, "dirty_files", lambda: [])
+    first, again = _exp_entries(), _exp_entries()
+    _experiment(again, "abl-t2-mlp-seg")["executor"]["local"]["pid"] = os.getpid()
+    reads = [ablations.read_experiments(first, "first"), ablations.read_experiments(again, "again")]
+    monkeypatch.setattr(cli_module, "load_experiments", lambda exp_json: reads.pop(0))
+    res = _queue("--tables", "t2")
+    assert res.exit_code == 0, res.output
+    assert not reads  # read twice
+    assert "abl-t2-mlp-seg" not in " ".join(" ".join(c) for c in calls)
+    assert "t2/mlp-seg" in res.output and "running now" in res.output
 
 
 def test_queue_refuses_a_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,6 +52,10 @@ def queue(
             raise AblationError(f"--bsds500 {bsds500}: no such file or folder")
         bsds500 = bsds500.resolve()
     lines, plans = plan_queue(g, g.select(tables), load_experiments(exp_json), arms, params, bsds500)
+    if any(step[:3] == ["dvc", "queue", "kill"] for steps in plans for step in steps):
+        # An arm read as running whose process is gone may only have finished between `dvc exp show` and
+        # the process check (seen live: the arm was then queued a second time): read again before killing.
+        lines, plans = plan_queue(g, g.select(tables), load_experiments(exp_json), arms, params, bsds500)
     typer.echo("\n".join(lines))
     if dry_run or not plans:
         typer.echo(f"{len(plans)} arm(s) to queue" + (" (dry run: nothing queued)" if dry_run else ""))
