@@ -8,9 +8,9 @@ from pixelnet.model.pixelnet import ModelConfig, PixelNet, build_model
 LAYERS = ("conv1_2", "conv3_3", "conv5_3")
 
 
-def _trunk(norm: str):
+def _trunk(norm: str, **kwargs):
     torch.manual_seed(0)
-    config = ModelConfig(layers=LAYERS, width=1 / 16, hidden=(8,), norm=norm, head_init="kaiming")
+    config = ModelConfig(layers=LAYERS, width=1 / 16, hidden=(8,), norm=norm, head_init="kaiming", **kwargs)
     return build_model(config, 1, say=lambda msg: None).trunk.train()  # train mode: batch norm uses the batch
 
 
@@ -23,10 +23,14 @@ def _first_image_alone_and_in_a_batch(trunk):
     return alone, batch
 
 
-def test_group_norm_output_does_not_depend_on_the_other_images_in_the_batch():
-    alone, batch = _first_image_alone_and_in_a_batch(_trunk("group"))
+# The trunks the ablations' norm check puts against batch norm: 4 groups, one group (layer norm), none.
+@pytest.mark.parametrize("kwargs", [{"norm": "group"}, {"norm": "group", "norm_groups": 1},
+                                    {"norm": "batch", "batch_norm": False}], ids=["group4", "group1", "none"])
+def test_a_batch_independent_trunk_output_does_not_depend_on_the_other_images(kwargs):
+    alone, batch = _first_image_alone_and_in_a_batch(_trunk(**kwargs))
     for tap in LAYERS:
-        assert torch.allclose(alone[tap][0], batch[tap][0], atol=1e-5), tap
+        scale = float(alone[tap][0].abs().max())  # the plain trunk's activations reach hundreds: float rounding only
+        assert torch.allclose(alone[tap][0], batch[tap][0], atol=1e-6 * max(scale, 1.0)), tap
 
 
 def test_batch_norm_output_does_depend_on_the_batch():  # the contrast that makes the test above mean something
