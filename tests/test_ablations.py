@@ -487,8 +487,8 @@ def _summary(page: str) -> dict[int, str]:
 
 
 def test_baseline_checks_per_task() -> None:
-    """Segmentation: pixel accuracy below the majority class's; normals: mean angular error above the
-    mean normal's; edges: ODS below Sobel's; no baseline recorded: not checked."""
+    """Segmentation: pixel accuracy not above the majority class's; normals: mean angular error not
+    below the mean normal's; edges: ODS not above Sobel's; no baseline recorded: not checked."""
     check = ablations.baseline_check
     assert check("segmentation", {"model": {"pixel_accuracy": 0.58}, "baseline": {"pixel_accuracy": 0.659}}).state == "failed"
     assert check("segmentation", {"model": {"pixel_accuracy": 0.80, "miou": 0.1},
@@ -498,6 +498,11 @@ def test_baseline_checks_per_task() -> None:
     assert check("normals", {"model": {"mean": 20.0}, "baseline": {"mean": 28.7}}).state == "passed"
     assert check("edges", {"model": {"ods": 0.54}, "baseline": {"ods": 0.55}}).state == "failed"
     assert check("edges", {"model": {"ods": 0.74}}).state == "unchecked"
+    # A run that answers exactly the majority class (Table 11's one-window arms without normalisation did)
+    # learned nothing: equal to the baseline is no better than it.
+    same = check("segmentation", {"model": {"pixel_accuracy": 0.6590703125}, "baseline": {"pixel_accuracy": 0.6590703125}})
+    assert same.state == "failed" and "equal to the majority class's" in same.text, same.text
+    assert check("normals", {"model": {"mean": 28.7}, "baseline": {"mean": 28.7}}).state == "failed"
 
 
 def test_render_marks_an_arm_below_its_baseline_failed_and_leaves_it_out_of_the_verdict(tmp_path: Path) -> None:
@@ -513,8 +518,8 @@ def test_render_marks_an_arm_below_its_baseline_failed_and_leaves_it_out_of_the_
     assert "| 400 × 1 | ours | 60.2 (failed) | 48.0 (failed) |" in t11  # its numbers stay visible
     assert "* n400-m1 (seed 0): pixel accuracy 0.600 below the majority class's 0.659." in t11
     assert ("* 5 images beat 1 (beats: 500 × 5 vs 2000 × 1): paper agrees (2 agrees of 2 columns); ours no verdict: "
-            "arm n400-m1 failed (below baseline).") in t11
-    assert "* IU (%): ours +9.1 (no verdict: arm n400-m1 failed (below baseline)); paper +10.2 (agrees)" in t11
+            "arm n400-m1 failed (no better than baseline).") in t11
+    assert "* IU (%): ours +9.1 (no verdict: arm n400-m1 failed (no better than baseline)); paper +10.2 (agrees)" in t11
     assert "* AC (%): ours -1.5 (disagrees, tolerance 1.0)" in t11  # the other claim is still judged
     assert "| n400-m1 | 2000 × 1 | segmentation | 900 | 400 × 1 = 400 | 64 | 0.8, 1.0, 1.25 + flip | **failed**: " \
            "pixel accuracy 0.600 below the majority class's 0.659 |" in t11
@@ -522,12 +527,12 @@ def test_render_marks_an_arm_below_its_baseline_failed_and_leaves_it_out_of_the_
 
     t1 = _section(page, 1)
     assert "| 164 × 5 | ours | 62.4 | 30.0 (failed) | 73.6 (failed) |" in t1
-    assert ("ours agrees (1 agrees of 1 column; no verdict on 2: arm p4-normals failed (below baseline))") in t1
+    assert ("ours agrees (1 agrees of 1 column; no verdict on 2: arm p4-normals failed (no better than baseline))") in t1
 
     summary = _summary(page)
     assert "| p4-normals |" in summary[1]
     assert "| n400-m1 |" in summary[11]
-    assert "5 images beat 1: no verdict: arm n400-m1 failed (below baseline)" in summary[11]
+    assert "5 images beat 1: no verdict: arm n400-m1 failed (no better than baseline)" in summary[11]
     assert "| none |" in summary[15]
 
     entries = _exp_entries()  # collect says so too
@@ -608,7 +613,7 @@ def test_a_failed_seed_fails_its_arm_and_its_range_is_not_noise(tmp_path: Path) 
     assert "| mlp-seg (failed: its range is not counted) | 0 / 1 | 64.0 / 30.0 (mean 47.0, range 34.0) | — |" in t2
     assert "IoU (T) 1.0 (preset)" in t2
     assert _summary(page)[2].endswith("| mlp-seg | 0.8, 1.0, 1.25 + flip (the paper: 1.0, no flip) | the MLP beats "
-                                      "linear (bn): no verdict: arm mlp-seg failed (below baseline) |")
+                                      "linear (bn): no verdict: arm mlp-seg failed (no better than baseline) |")
 
 
 def test_each_table_states_its_evaluation_settings(tmp_path: Path) -> None:

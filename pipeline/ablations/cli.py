@@ -90,7 +90,7 @@ def collect(
 ) -> None:
     """Write reports/ablations/arms/<table>/<arm>.json for every finished arm: its overrides (checked
     against the experiment's params), budget, evaluation settings, metrics, sampling summary and
-    experiment rev; a run below its task's trivial baseline is flagged FAILED. Commit them."""
+    experiment rev; a run no better than its task's trivial baseline is flagged FAILED. Commit them."""
     g = load_grid(grid)
     if backfill_evaluation_:
         typer.echo("\n".join(backfill_evaluation(g.select(tables), arms)))

@@ -130,7 +130,7 @@ def _numbers_lines(table: Table, res: TableResult, docs: dict[str, dict]) -> lis
                    "them again from their experiments fills it." if missing else ""), ""]
     bad = [(r, c) for a in res.arms.values() for r, c in zip(a.runs, a.checks) if c.state == "failed"]
     if bad:
-        out += ["**Failed runs** (below their task's trivial baseline: shown above, marked, and left out of every "
+        out += ["**Failed runs** (no better than their task's trivial baseline: shown above, marked, and left out of every "
                 "verdict):", ""]
         out += [f"* {r.name} ({f'seed {r.seed} of arm {r.of}' if r.of else 'seed 0'}): {c.text}." for r, c in bad] + [""]
     return out
@@ -257,9 +257,9 @@ uv run pixelnet ablations render                                   # this page, 
 def _rules(grid: Grid) -> str:
     tasks = dict.fromkeys(arm.task for table in grid.tables for arm in table.arms)  # in the grid's order
     rules = {task: baseline_rule(task) for task in tasks}
-    checks = "; ".join(f"{task}: {c.label} {'below' if c.better == 'higher' else 'above'} {c.baseline}'s"
+    checks = "; ".join(f"{task}: {c.label} {'not above' if c.better == 'higher' else 'not below'} {c.baseline}'s"
                        for task, c in rules.items() if c is not None)
-    return ("**How the verdicts are read.** A run has *failed* when it scores worse than its task's trivial baseline, "
+    return ("**How the verdicts are read.** A run has *failed* when it scores no better than its task's trivial baseline, "
             f"which the evaluate stage scores on the same test split ({checks}): its numbers stay in its table, "
             "marked, and never enter a verdict; an arm with a failed seed has failed. Ours are the mean over each "
             "arm's seeds. Each column's tolerance is the larger of the grid's preset and the largest seed range "
@@ -306,7 +306,7 @@ def render_report(grid: Grid, arms: Path, out_dir: Path, notes: Path | None = No
              "Killed mid-run? `uv run dvc queue stop --kill`, then the first two commands again: finished arms are "
              "skipped, the killed one is queued again, and the queued ones wait where they were.", "",
              _dvc_compare(grid), "", _rules(grid), "",
-             "| Table | the paper's claim | arms collected | failed (below baseline) | evaluation | our direction |",
+             "| Table | the paper's claim | arms collected | failed (no better than baseline) | evaluation | our direction |",
              "|---|---|---:|---|---|---|"]
     figures: dict[str, list[tuple[str, str]]] = {}
     stale: dict[str, list[tuple[str, list[str] | None]]] = {}

@@ -1,6 +1,7 @@
 """What the report concludes from the committed arm files, and by which rules.
 
-* A run has **failed** when it scores below its task's trivial baseline: the `baseline` block of
+* A run has **failed** when it scores no better than its task's trivial baseline (below it, or equal
+  to it: a run that answers exactly what the constant predictor answers learned nothing): the `baseline` block of
   its own metrics.json, which the evaluate stage computes on the same test split (the task's
   `baseline_check` says which metric decides). Such a run did not learn what a constant predictor knows,
   so its numbers say nothing about the setting it tests. An arm has failed when any of its seeds
@@ -44,9 +45,9 @@ def baseline_check(task: str, metrics: dict) -> Check:
     if rule is None or not all(isinstance(m.get(rule.metric), (int, float)) for m in (model, base)):
         return Check("unchecked", "no baseline recorded")
     ours, theirs = float(model[rule.metric]), float(base[rule.metric])
-    worse = ours < theirs if rule.better == "higher" else ours > theirs
+    worse = ours <= theirs if rule.better == "higher" else ours >= theirs
     if worse:
-        side = "below" if rule.better == "higher" else "above"
+        side = "equal to" if ours == theirs else "below" if rule.better == "higher" else "above"
         return Check("failed", f"{rule.label} {ours:{rule.fmt}} {side} {rule.baseline}'s {theirs:{rule.fmt}}")
     return Check("passed", f"{rule.label} {ours:{rule.fmt}} against {rule.baseline}'s {theirs:{rule.fmt}}")
 
@@ -164,7 +165,7 @@ def judge(claim: Claim, table: Table, values: dict[str, dict[str, float]], tol: 
 
 def failed_text(names: list[str] | tuple[str, ...]) -> str:
     names = sorted(set(names))
-    return f"arm{'s' if len(names) > 1 else ''} {', '.join(names)} failed (below baseline)"
+    return f"arm{'s' if len(names) > 1 else ''} {', '.join(names)} failed (no better than baseline)"
 
 
 def verdict(results: list[ColumnVerdict]) -> str:
