@@ -130,8 +130,8 @@ def _numbers_lines(table: Table, res: TableResult, docs: dict[str, dict]) -> lis
                    "them again from their experiments fills it." if missing else ""), ""]
     bad = [(r, c) for a in res.arms.values() for r, c in zip(a.runs, a.checks) if c.state == "failed"]
     if bad:
-        out += ["**Failed runs** (no better than their task's trivial baseline: shown above, marked, and left out of every "
-                "verdict):", ""]
+        out += ["**Failed runs** (no better than their task's trivial baseline: shown above, marked, and left out "
+                "of every verdict):", ""]
         out += [f"* {r.name} ({f'seed {r.seed} of arm {r.of}' if r.of else 'seed 0'}): {c.text}." for r, c in bad] + [""]
     return out
 
