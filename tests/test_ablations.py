@@ -695,6 +695,68 @@ def test_backfill_reads_the_evaluation_settings_from_the_baseline_params(tmp_pat
     assert "evaluation" not in json.loads((arms / "t1" / "all-seg.json").read_text())
 
 
+def test_render_marks_recomputed_drawn_shares(tmp_path: Path) -> None:
+    """A drawn share recomputed by --backfill-sampling is shown with † and named under the table; one
+    that is missing still reads "not recorded"."""
+    import shutil
+
+    arms = tmp_path / "arms"
+    shutil.copytree(ARMS, arms)
+    path = arms / "t15" / "p50.json"
+    doc = json.loads(path.read_text())
+    doc["sampling"] = {"share_per_stratum": {"0": 0.5652, "1": 0.4348}}
+    doc["sampling_from"] = "recomputed: `pixelnet ablations collect --backfill-sampling` at params.yaml abc1234"
+    path.write_text(json.dumps(doc))
+    res = _invoke("render", "--grid", str(GRID), "--arms", str(arms), "--out", str(tmp_path / "out"),
+                  "--notes", str(tmp_path / "none"))
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "| 50% positives | ours | 0.657 | 0.670 | 0.601 | 50% | 43.5%† |" in text
+    assert "Marked †: p50, collected before" in text and "Not recorded for uniform:" in text
+
+
+def test_backfill_sampling_recomputes_the_plan_an_arm_trained_on(tmp_path: Path) -> None:
+    """The sampling plan is a function of the params and the shards: recomputed at a real arm's params
+    (params.yaml at its baseline commit, through git, with its overrides) it equals the summary the arm
+    recorded when it ran; a recorded summary that differs fails the check and nothing is written; an arm
+    file without one gets it, marked as recomputed."""
+    src = REPO / "reports" / "ablations" / "arms" / "t11" / "n400-m5.json"
+    doc = json.loads(src.read_text())
+    if ablations.experiments.run_command(["git", "cat-file", "-e", f"{doc['baseline_rev']}^{{commit}}"],
+                                         check=False).returncode != 0:
+        pytest.skip(f"a shallow clone: no commit {doc['baseline_rev'][:7]} to read the arm's params from")
+    arms, work = tmp_path / "arms", tmp_path / "work"
+    (arms / "t11").mkdir(parents=True)
+    path = arms / "t11" / "n400-m5.json"
+    real_grid = str(REPO / "recipes" / "ablations" / "grid.yaml")
+    args = ("collect", "--backfill-sampling", "--grid", real_grid, "--arms", str(arms), "--tables", "t11",
+            "--work", str(work))
+
+    path.write_text(json.dumps(doc))
+    res = _invoke(*args, "--check-sampling")
+    assert res.exit_code == 0, res.output
+    assert "t11/n400-m5" in res.output and "equals the one it trained on" in res.output
+
+    tampered = json.loads(json.dumps(doc))
+    tampered["sampling"]["share_per_stratum"]["0"] += 0.01
+    path.write_text(json.dumps(tampered))
+    res = _invoke(*args, "--check-sampling")
+    assert res.exit_code == 2 and "differ from the recorded ones for t11/n400-m5" in res.output
+    assert json.loads(path.read_text()) == tampered
+
+    lacking = {k: v for k, v in doc.items() if k != "sampling"}
+    path.write_text(json.dumps(lacking))
+    res = _invoke(*args)
+    assert res.exit_code == 0, res.output
+    got = json.loads(path.read_text())
+    plan_keys = ("share_per_stratum", "rows", "draws", "images", "epochs", "pixels_per_image", "strategy")
+    assert {k: got["sampling"][k] for k in plan_keys} == {k: doc["sampling"][k] for k in plan_keys}
+    assert got["sampling_from"].startswith("recomputed") and doc["baseline_rev"][:7] in got["sampling_from"]
+    res = _invoke(*args)
+    assert res.exit_code == 0 and "has its sampling summary; kept" in res.output
+    assert _invoke("collect", "--check-sampling", "--arms", str(arms)).exit_code == 2
+
+
 # ----------------------------------------------------------------------------- arms that start from another model
 
 def test_an_init_arm_runs_the_init_pipeline_whose_train_stage_depends_on_the_source_model() -> None:

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from pipeline.ablations.grid import ARMS, AblationError, GRID, REPORT, load_grid
-from pipeline.ablations.experiments import backfill_evaluation, collect_arms, load_experiments, plan_queue
+from pipeline.ablations.backfill import backfill_evaluation, backfill_sampling
+from pipeline.ablations.experiments import collect_arms, load_experiments, plan_queue
 from pipeline.ablations.report import render_report
 from pipeline.ablations import experiments
 from pipeline.errors import friendly
@@ -87,6 +88,9 @@ def collect(
     exp_json: ExpJsonOpt = None,
     curves: Annotated[bool, typer.Option("--curves/--no-curves", help="Also copy each arm's train_loss.csv (and edges' eval_bdry_thr.txt) from its experiment commit, for the plots.")] = True,
     backfill_evaluation_: Annotated[bool, typer.Option("--backfill-evaluation", help="Read no experiment: give the committed arm files that lack them their evaluation settings, from params.yaml at their baseline commit with their overrides (checked against their budget).")] = False,
+    backfill_sampling_: Annotated[bool, typer.Option("--backfill-sampling", help="Read no experiment: give the committed arm files that lack it their sampling plan's summary, recomputed by the sample stage at their params (params.yaml at their baseline commit with their overrides; the dataset sharded into --work). Marked `sampling_from`.")] = False,
+    check_sampling: Annotated[bool, typer.Option("--check-sampling", help="With --backfill-sampling: recompute the arms that kept their own summary instead, and fail unless each equals it. Writes nothing.")] = False,
+    work: Annotated[Path, typer.Option("--work", help="Scratch folder for --backfill-sampling's shards and plans.")] = Path("data/backfill"),
 ) -> None:
     """Write reports/ablations/arms/<table>/<arm>.json for every finished arm: its overrides (checked
     against the experiment's params), budget, evaluation settings, metrics, sampling summary and
@@ -94,6 +98,11 @@ def collect(
     g = load_grid(grid)
     if backfill_evaluation_:
         typer.echo("\n".join(backfill_evaluation(g.select(tables), arms)))
+        return
+    if check_sampling and not backfill_sampling_:
+        raise AblationError("--check-sampling goes with --backfill-sampling")
+    if backfill_sampling_:
+        typer.echo("\n".join(backfill_sampling(g.select(tables), arms, work, check=check_sampling)))
         return
     typer.echo("\n".join(collect_arms(g.select(tables), load_experiments(exp_json), arms, curves)))
 

@@ -258,49 +258,6 @@ def collect_arms(tables: tuple[Table, ...], experiments: dict[str, list[ExpRecor
     return lines
 
 
-def backfill_evaluation(tables: tuple[Table, ...], arms: Path) -> list[str]:
-    """Arm files collected before `collect` recorded the evaluation settings get them from params.yaml
-    at the arm's baseline commit (`git show`) with the arm's overrides and data sources applied: the
-    params.yaml DVC wrote for the experiment. The budget read back the same way must equal the file's;
-    every arm is checked before any file is written. Reads no experiment."""
-    base: dict[str, dict] = {}
-    todo: list[tuple[Arm, Path, dict]] = []
-    lines: list[str] = []
-    for table in tables:
-        for arm in table.all_arms:
-            path = arm_file(arms, arm)
-            if not path.is_file():
-                continue
-            doc = read_json(path)
-            if "evaluation" in doc:
-                lines.append(f"{arm.key:28s} has its evaluation settings; kept")
-                continue
-            rev = doc.get("baseline_rev")
-            if not isinstance(rev, str) or not rev:
-                raise AblationError(f"{path}: no baseline_rev to read params.yaml from")
-            if rev not in base:
-                text = run_command(["git", "show", f"{rev}:params.yaml"]).stdout
-                try:
-                    base[rev] = yaml.safe_load(text)
-                except yaml.YAMLError as err:
-                    raise AblationError(f"params.yaml at {rev[:7]}: not valid YAML ({err})") from None
-            where = f"{path} (params.yaml at {rev[:7]} with its overrides)"
-            sources = tuple(f"data.{k}.source={v}" for k, v in sorted((doc.get("sources") or {}).items()))
-            params = apply_overrides(base[rev], tuple(doc["overrides"]) + sources, where)
-            budget = budget_of(params, arm.task, where)
-            if json.dumps(budget, sort_keys=True) != json.dumps(doc.get("budget"), sort_keys=True):
-                differ = sorted(k for k in budget if json.dumps(budget[k]) != json.dumps((doc.get("budget") or {}).get(k)))
-                raise AblationError(f"{where}: the budget read back differs from the file's in {', '.join(differ)}: "
-                                    f"these are not the params the arm ran with; nothing written")
-            doc["evaluation"] = {**evaluation_of(params, where), "from": f"params.yaml at {rev[:7]} with the overrides"}
-            todo.append((arm, path, doc))
-    for arm, path, doc in todo:
-        atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        ev = doc["evaluation"]
-        lines.append(f"{arm.key:28s} evaluation scales {ev['scales']}, flip {ev['flip']} ({ev['from']}) → {path}")
-    return lines
-
-
 def _copy_curves(arm: Arm, rev: str, folder: Path) -> list[str]:
     """The arm's loss log (and its PR curve, for a task whose evaluation writes one: edges) from the
     experiment's commit, for plots."""

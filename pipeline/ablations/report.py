@@ -100,7 +100,8 @@ def _drawn(table: Table, row: str, res: TableResult, docs: dict[str, dict]) -> l
     shares = []
     for run in (r for a in arms for r in a.runs):
         share = ((docs[run.key].get("sampling") or {}).get("share_per_stratum") or {}).get(table.drawn.stratum)
-        shares.append("not recorded" if share is None else f"{100 * share:.1f}%")
+        mark = "†" if docs[run.key].get("sampling_from") else ""
+        shares.append("not recorded" if share is None else f"{100 * share:.1f}%{mark}")
     return [asked, "not recorded" if set(shares) == {"not recorded"} else " / ".join(shares)]
 
 
@@ -122,12 +123,18 @@ def _numbers_lines(table: Table, res: TableResult, docs: dict[str, dict]) -> lis
         out += (["| " + " | ".join(paper) + " |"] if table.paper_table is not None else []) + ["| " + " | ".join(mine) + " |"]
     out.append("")
     if table.drawn and res.arms:
-        missing = [r.name for a in res.arms.values() for r in a.runs if not docs[r.key].get("sampling")]
+        runs = [r for a in res.arms.values() for r in a.runs]
+        missing = [r.name for r in runs if not docs[r.key].get("sampling")]
+        redrawn = [r.name for r in runs if docs[r.key].get("sampling") and docs[r.key].get("sampling_from")]
         out += [f"_{table.drawn.label.capitalize()} asked_ is `sampling.positive_fraction` (uniform: no share asked); "
                 f"_drawn_ is the share of stratum {table.drawn.stratum} among all pixels of the run's sampling plan, "
                 "from its `reports/<task>/sampling.json` as `collect` kept it, seeds in order."
-                + (f" Not recorded for {', '.join(missing)}: collected before `collect` kept that file; collecting "
-                   "them again from their experiments fills it." if missing else ""), ""]
+                + (f" Marked †: {', '.join(redrawn)}, collected before `collect` kept that file; their plans were "
+                   "recomputed at their params (`pixelnet ablations collect --backfill-sampling`: the plan is a "
+                   "function of the params and the shards; `--check-sampling` recomputes the arms that kept "
+                   "theirs and finds them equal)." if redrawn else "")
+                + (f" Not recorded for {', '.join(missing)}: collected before `collect` kept that file; "
+                   "`pixelnet ablations collect --backfill-sampling` recomputes it." if missing else ""), ""]
     bad = [(r, c) for a in res.arms.values() for r, c in zip(a.runs, a.checks) if c.state == "failed"]
     if bad:
         out += ["**Failed runs** (no better than their task's trivial baseline: shown above, marked, and left out "
