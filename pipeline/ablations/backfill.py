@@ -101,15 +101,16 @@ def recompute_sampling(task: str, params: dict, work: Path) -> dict:
 def backfill_sampling(tables: tuple[Table, ...], arms: Path, work: Path, check: bool = False,
                       recompute: Callable[[str, dict, Path], dict] = recompute_sampling) -> list[str]:
     """Arm files without the sampling summary (collected before `collect` kept it) get it recomputed at
-    their params, marked `sampling_from`. With `check`, arms that kept their own summary are recomputed
-    instead and compared (the plan's share per stratum and row counts must be equal); nothing is written."""
+    their params, marked `sampling_from`. With `check`, arms that kept their own summary (not a recomputed
+    one) are recomputed instead and compared (the plan's share per stratum and row counts must be equal); nothing is written."""
     base = _BaseParams()
     todo: list[tuple[Arm, Path, dict, dict, str]] = []
     lines: list[str] = []
     for arm, path, doc in _arm_docs(tables, arms):
-        if ("sampling" in doc) != check:
-            if not check:
-                lines.append(f"{arm.key:28s} has its sampling summary; kept")
+        if check and ("sampling" not in doc or "sampling_from" in doc):  # check only what a run recorded
+            continue
+        if not check and "sampling" in doc:
+            lines.append(f"{arm.key:28s} has its sampling summary; kept")
             continue
         params, rev = base.arm_params(path, doc, arm)  # every arm's params checked before any plan is drawn
         todo.append((arm, path, doc, params, rev))
