@@ -14,9 +14,10 @@ report regenerates from the repository, and a test checks it does.
 
 The package: `grid` (the tables and arms), `overrides` (`-S` overrides applied as DVC does; an arm's
 budget and evaluation read back), `backfill` (what older arm files lack: evaluation settings, sampling
-summaries), `init` (arms that start from another task's model, run through recipes/ablations/dvc.yaml), `experiments` (DVC's queue and `collect`), `verdicts` (failed runs,
-means over seeds, noise-widened tolerances, the verdicts), `report` (`render`), `listing` (what each
-arm ran with, and superseded arm files), `plots` (its pictures) and `cli` (the Typer sub-app).
+summaries), `init` (arms that start from another task's model, run through recipes/ablations/dvc.yaml),
+`experiments` (DVC's queue and `collect`), `verdicts` (failed runs, means over seeds, noise-widened
+tolerances, the verdicts), `report` (`render`), `listing` (what each arm ran with, and superseded arm
+files), `plots` (its pictures) and `cli` (the Typer sub-app).
 """
 
 from pipeline.ablations import experiments
@@ -30,6 +31,7 @@ from pipeline.ablations.report import load_arm_files, render_report
 from pipeline.ablations.verdicts import baseline_check, baseline_rule, judge, results, verdict
 
 __all__ = ["ARMS", "GRID", "REPORT", "AblationError", "Grid", "ablations_app", "apply_overrides",
-           "backfill_evaluation", "backfill_sampling", "baseline_check", "baseline_rule", "budget_of", "collect_arms", "evaluation_of", "experiments", "judge",
+           "backfill_evaluation", "backfill_sampling", "baseline_check", "baseline_rule", "budget_of", "collect_arms",
+           "evaluation_of", "experiments", "judge",
            "load_arm_files", "load_experiments", "load_grid", "parse_override", "plan_queue", "queue_argv",
            "read_experiments", "render_report", "results", "verdict"]

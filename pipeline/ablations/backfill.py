@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
-
 import yaml
 
 from pixelnet.atomic import atomic_write_text
@@ -18,6 +16,7 @@ from pixelnet.atomic import atomic_write_text
 from pipeline.ablations import experiments
 from pipeline.ablations.grid import AblationError, Arm, Table, apply_overrides, budget_of, evaluation_of
 
+PLAN_KEYS = ("share_per_stratum", "rows", "draws", "images")  # what --check-sampling compares
 SAMPLING_FROM = "recomputed: `pixelnet ablations collect --backfill-sampling` at params.yaml {rev} with the overrides"
 
 
@@ -98,11 +97,11 @@ def recompute_sampling(task: str, params: dict, work: Path) -> dict:
     return stages.sample(task, parsed, shards, work / "plan", progress=False)
 
 
-def backfill_sampling(tables: tuple[Table, ...], arms: Path, work: Path, check: bool = False,
-                      recompute: Callable[[str, dict, Path], dict] = recompute_sampling) -> list[str]:
+def backfill_sampling(tables: tuple[Table, ...], arms: Path, work: Path, check: bool = False) -> list[str]:
     """Arm files without the sampling summary (collected before `collect` kept it) get it recomputed at
-    their params, marked `sampling_from`. With `check`, arms that kept their own summary (not a recomputed
-    one) are recomputed instead and compared (the plan's share per stratum and row counts must be equal); nothing is written."""
+    their params, marked `sampling_from`. With `check`, arms that kept the summary their run wrote (not a
+    recomputed one) are recomputed instead and compared: the plan's share per stratum, rows, draws and
+    images must be equal. Nothing is written then."""
     base = _BaseParams()
     todo: list[tuple[Arm, Path, dict, dict, str]] = []
     lines: list[str] = []
@@ -117,12 +116,12 @@ def backfill_sampling(tables: tuple[Table, ...], arms: Path, work: Path, check: 
     mismatched = []
     for arm, path, doc, params, rev in todo:
         try:
-            summary = recompute(arm.task, params, work)
+            summary = recompute_sampling(arm.task, params, work)
         except (ValueError, OSError) as err:
             raise AblationError(f"{path}: recomputing its sampling plan failed: {err}") from None
         if check:
             same = all(json.dumps(summary.get(k), sort_keys=True) == json.dumps(doc["sampling"].get(k), sort_keys=True)
-                       for k in ("share_per_stratum", "rows", "draws", "images"))
+                       for k in PLAN_KEYS)
             lines.append(f"{arm.key:28s} recomputed plan {'equals' if same else 'DIFFERS from'} the one it trained on "
                          f"(share per stratum {summary.get('share_per_stratum')})")
             if not same:
@@ -131,7 +130,9 @@ def backfill_sampling(tables: tuple[Table, ...], arms: Path, work: Path, check: 
         doc["sampling"] = summary
         doc["sampling_from"] = SAMPLING_FROM.format(rev=rev[:7])
         atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        lines.append(f"{arm.key:28s} sampling recomputed (share per stratum {summary.get('share_per_stratum')}) → {path}")
+        lines.append(f"{arm.key:28s} sampling recomputed (share per stratum {summary.get('share_per_stratum')}) "
+                     f"→ {path}")
     if mismatched:
-        raise AblationError(f"recomputed plans differ from the recorded ones for {', '.join(mismatched)}:\n" + "\n".join(lines))
+        raise AblationError(f"recomputed plans differ from the recorded ones for {', '.join(mismatched)}:\n"
+                            + "\n".join(lines))
     return lines

@@ -131,8 +131,8 @@ def _numbers_lines(table: Table, res: TableResult, docs: dict[str, dict]) -> lis
                 "from its `reports/<task>/sampling.json` as `collect` kept it, seeds in order."
                 + (f" Marked †: {', '.join(redrawn)}, collected before `collect` kept that file; their plans were "
                    "recomputed at their params (`pixelnet ablations collect --backfill-sampling`: the plan is a "
-                   "function of the params and the shards; `--check-sampling` recomputes the arms that kept "
-                   "theirs and finds them equal)." if redrawn else "")
+                   "function of the params and the shards; `--check-sampling` compares the plans it recomputes "
+                   "with those other runs recorded)." if redrawn else "")
                 + (f" Not recorded for {', '.join(missing)}: collected before `collect` kept that file; "
                    "`pixelnet ablations collect --backfill-sampling` recomputes it." if missing else ""), ""]
     bad = [(r, c) for a in res.arms.values() for r, c in zip(a.runs, a.checks) if c.state == "failed"]

@@ -2,8 +2,8 @@
 
 * A run has **failed** when it scores no better than its task's trivial baseline (below it, or equal
   to it: a run that answers exactly what the constant predictor answers learned nothing): the
-  `baseline` block of its own metrics.json, which the evaluate stage computes on the same test split (the task's
-  `baseline_check` says which metric decides). Such a run did not learn what a constant predictor knows,
+  `baseline` block of its own metrics.json, which the evaluate stage computes on the same test split
+  (the task's `baseline_check` says which metric decides). Such a run did not learn what a constant predictor knows,
   so its numbers say nothing about the setting it tests. An arm has failed when any of its seeds
   has; it stays in its table, marked, and never enters a verdict.
 * An arm's value in a column is the **mean over its seeds** (seed 0 and the collected repeats),
