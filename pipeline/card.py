@@ -51,6 +51,11 @@ def per_image_table(per_image: dict, n: int = SHOWN_IMAGES) -> list[tuple[str, f
     return [(r["image"], r["f"], r["threshold"]) for r in rows]
 
 
+def parse_card_flip(text: str) -> bool:
+    """Whether a card's scores average each image with its mirror (the card states evaluate.flip)."""
+    return "evaluate.flip: true" in text
+
+
 def parse_card_per_image(text: str) -> dict[str, float]:
     """The per-image best F a card quotes (the rows of its per-image table): {image: F}."""
     out = {}
@@ -88,6 +93,11 @@ class CardInputs:
     agreement: list[Agreement]   # the benchmark against its references, as measured
     speed: dict[str, Any]        # `pixelnet bench predict`'s report (this model's speed on a named CPU)
     earlier: list[tuple[str, dict[str, Any]]]  # (name, single-scale metrics.json) of superseded models
+    plain: dict[str, Any] | None = None  # metrics.json at single scale without flip (when evaluate.flip is on)
+
+    @property
+    def flip(self) -> bool:
+        return bool(self.params.evaluate.flip)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -108,6 +118,7 @@ class Evidence:
     fixture: Path                # the official benchmark's test case (../shared/fixtures/bsds500-bench)
     bench_predict: Path          # `pixelnet bench predict`'s JSON report
     earlier: list[tuple[str, Path]]  # (name, single-scale report folder) of superseded shipped models
+    plain: Path | None = None    # single scale without flip (the published rows' protocol); needed with evaluate.flip
 
 
 def read_inputs(name: str, weights: Path, single: Path, multi: Path, dataset: Path, params: Params, notes: Path,
@@ -117,6 +128,9 @@ def read_inputs(name: str, weights: Path, single: Path, multi: Path, dataset: Pa
         raise ValueError(f"tasks.{TASK}: not configured in the recipe's params (the card describes an edge model)")
     if len(evidence.seeds) < 2:
         raise ValueError(f"--seeds: {len(evidence.seeds)} seed run(s) given; the spread needs at least 2")
+    if params.evaluate.flip and evidence.plain is None:
+        raise ValueError("--plain: evaluate.flip is true, so the card also needs the single-scale report without flip "
+                         "(the protocol of the published rows); e.g. pixelnet evaluate edges --no-flip")
     state = load_checkpoint(weights)
     for earlier, _ in evidence.earlier:
         _check_same_network(earlier, state, weights)
@@ -130,18 +144,17 @@ def read_inputs(name: str, weights: Path, single: Path, multi: Path, dataset: Pa
         agreement=[official_fixture(evidence.fixture), pyedgeeval(evidence.bench_edges)],
         speed=_read_json(evidence.bench_predict),
         earlier=[(n, _read_json(Path(d) / "metrics.json")) for n, d in evidence.earlier],
+        plain=_read_json(Path(evidence.plain) / "metrics.json") if evidence.plain is not None else None,
     )
 
 
 def _network(state: dict) -> dict:
-    """A checkpoint's model config with the defaults of keys added since it was saved filled in."""
+    """A checkpoint's model config as a plain dict (defaults of keys added since it was saved filled in)."""
     from dataclasses import asdict
 
-    from pixelnet.model.pixelnet import ModelConfig
+    from pixelnet.model.pixelnet import config_from_checkpoint
 
-    cfg = dict(state["model_config"])
-    cfg["layers"], cfg["hidden"], cfg["init"] = tuple(cfg["layers"]), tuple(cfg["hidden"]), "scratch"
-    return asdict(ModelConfig(**cfg))
+    return asdict(config_from_checkpoint(state))
 
 
 def _check_same_network(name: str, state: dict, weights: Path) -> None:
@@ -153,15 +166,20 @@ def _check_same_network(name: str, state: dict, weights: Path) -> None:
 
 
 def _usage(c: CardInputs) -> list[str]:
-    return [
+    flip = " --flip" if c.flip else ""
+    lines = [
         f"# `{c.name}`: PixelNet edges, trained from scratch on BSDS500 on a 2-core CPU",
         "",
         "```bash",
-        f"uv run pixelnet predict --model {c.name} photo.jpg --out edges/         # edges/photo_edges.png: probabilities",
-        f"uv run pixelnet predict --model {c.name} photo.jpg --out thin/ --nms   # one-pixel-wide edges (the benchmark's NMS)",
+        f"uv run pixelnet predict --model {c.name} photo.jpg --out edges/{flip}         # edges/photo_edges.png: probabilities",
+        f"uv run pixelnet predict --model {c.name} photo.jpg --out thin/ --nms{flip}   # one-pixel-wide edges (the benchmark's NMS)",
         "```",
         "",
     ]
+    if c.flip:
+        lines += ["`--flip` averages each map with that of the mirrored photo, as the scores below were made; without it "
+                  "a prediction takes half the time and scores the single-scale no-flip row.", ""]
+    return lines
 
 
 def _what_it_is(c: CardInputs) -> list[str]:
@@ -182,7 +200,7 @@ def _what_it_is(c: CardInputs) -> list[str]:
         "",
         "Use it for: natural-image boundary maps (BSDS-style, white edges on black, 0–255 = probability); "
         "`predict --nms` writes them thinned by the edges toolbox's NMS, as the benchmark scores them "
-        f"(`--thin` also binarises and thins them); in Python, `model = pixelnet.load(\"{c.name}\")`, then "
+        f"(`--thin` also binarises and thins them); in Python, `model = pixelnet.load(\"{c.name}\"{', flip=True' if c.flip else ''})`, then "
         "`edges = model(image)` and `model.nms(edges)`. Not for: "
         "anything needing ImageNet-trained quality (HED, RCF and PixelNet-ImageNet are better, below).",
         "",
@@ -219,6 +237,10 @@ def seed_spread(seeds: list[tuple[str, dict]]) -> dict[str, float]:
     return {k: max(m["model"][k] for _, m in seeds) - min(m["model"][k] for _, m in seeds) for k in ("ods", "ois", "ap")}
 
 
+def _flip(c: CardInputs) -> str:
+    return ", flip" if c.flip else ""
+
+
 def _score_row(label: str, m: dict, bold: bool = False) -> str:
     ods = f"**{_fmt(m['ods'])}**" if bold else _fmt(m["ods"])
     return f"| {label} | {ods} | {_fmt(m['ois'])} | {_fmt(m['ap'])} |"
@@ -231,7 +253,9 @@ def _metrics(c: CardInputs) -> list[str]:
         "## Metrics: all 200 BSDS500 test images",
         "The official protocol: the edges toolbox's NMS, then thinning, 99 thresholds, max_dist 0.0075, "
         "scored by the project's benchmark. Multi-scale averages the predictions at scales 0.5, 1, 1.5; "
-        f"neither flips the image (evaluate.flip: {str(c.params.evaluate.flip).lower()}). "
+        + ("both average each prediction with that of the mirrored image (evaluate.flip: true, chosen on val); "
+           "the single scale without flip is the published rows' protocol. " if c.flip else
+           "neither flips the image (evaluate.flip: false). ") +
         "The benchmark's agreement with its references, as measured when this card was rendered "
         "(`pixelnet/bench/agreement.py`):",
         "",
@@ -239,8 +263,9 @@ def _metrics(c: CardInputs) -> list[str]:
         "",
         "| detector | ODS | OIS | AP |",
         "|---|---:|---:|---:|",
-        _score_row(f"**{c.name}**, single scale", c.single["model"], bold=True),
-        _score_row(f"**{c.name}**, multi-scale", c.multi["model"], bold=True),
+        _score_row(f"**{c.name}**, single scale{_flip(c)}", c.single["model"], bold=True),
+        _score_row(f"**{c.name}**, multi-scale{_flip(c)}", c.multi["model"], bold=True),
+        *([_score_row(f"{c.name}, single scale, no flip", c.plain["model"])] if c.flip else []),
         *[_score_row(f"{n} (superseded), single scale", m["model"]) for n, m in c.earlier],
         _score_row("Sobel (ours, same images)", c.single["baseline"]),
         *published,
@@ -255,7 +280,7 @@ def _metrics(c: CardInputs) -> list[str]:
         "",
         "![predictions](single_predictions.png)",
         "",
-        "Per-image best F, single scale (the first test images; `tests/test_zoo.py` re-scores them):",
+        f"Per-image best F, single scale{_flip(c)} (the first test images; `tests/test_zoo.py` re-scores them):",
         "",
         "| image | best F | at threshold |",
         "|---|---:|---:|",
@@ -345,8 +370,10 @@ def speed_quality_points(c: CardInputs) -> list:
     """The plot's points: this model at each setting, earlier shipped models, the published detectors.
     Every shipped model is the same network, so the bench report's rows for this one time them all."""
     method = f"pixelnet {c.speed.get('bench', {}).get('model', c.name)}"
-    ours = [(f"{c.name}, single scale", c.single, method, SPEED_SETTINGS["single scale"]),
-            (f"{c.name}, multi-scale", c.multi, method, SPEED_SETTINGS["multi-scale"])]
+    ours = [(f"{c.name}, single scale{_flip(c)}", c.single, method, SPEED_SETTINGS["single scale"] + _flip(c)),
+            (f"{c.name}, multi-scale{_flip(c)}", c.multi, method, SPEED_SETTINGS["multi-scale"] + _flip(c))]
+    if c.flip:
+        ours.append((f"{c.name}, single scale, no flip", c.plain, method, SPEED_SETTINGS["single scale"]))
     ours += [(f"{n} (earlier), single scale", m, method, SPEED_SETTINGS["single scale"]) for n, m in c.earlier]
     return speed_points(c.speed, ours, load_published())
 

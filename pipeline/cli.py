@@ -186,6 +186,7 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Report folder: metrics.json, predictions.png, plots (reports/<task>).")],
     scales: Annotated[str | None, typer.Option("--scales", help="Comma-separated test scales whose predictions are averaged (e.g. 0.5,1,1.5, the edge literature's multi-scale); default: evaluate.scales.")] = None,
     precision: Annotated[str | None, typer.Option("--precision", help="fp32 or bf16 (autocast); default: evaluate.precision.")] = None,
+    flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Also average the prediction of the mirrored image (or not); default: evaluate.flip.")] = None,
     params: ParamsOpt = Path("params.yaml"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -198,6 +199,8 @@ def evaluate(
         p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, scales=_scales(scales)))
     if precision is not None:
         p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, precision=_precision(precision)))
+    if flip is not None:
+        p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, flip=flip))
     metrics = stages.evaluate(task, p, shards, model, out, progress=not quiet)
     typer.echo(json.dumps(metrics))
 
@@ -373,6 +376,7 @@ def card(
     fixture: Annotated[Path, typer.Option("--fixture", help="The official benchmark's test case (png/, groundTruth/, test_2/), scored again for the card.")] = Path("../shared/fixtures/bsds500-bench"),
     bench_predict: Annotated[Path, typer.Option("--bench-predict", help="`pixelnet bench predict`'s JSON report of this model: the speed in the speed-quality plot.")] = Path("reports/bench/predict/amd-epyc.json"),
     earlier: Annotated[list[str] | None, typer.Option("--earlier", help="NAME=FOLDER: a superseded shipped model and its single-scale report folder, drawn in the speed-quality plot.")] = None,
+    plain: Annotated[Path | None, typer.Option("--plain", help="The single-scale report without flip (needed when evaluate.flip is true: the published rows' protocol).")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Render a shipped model's card (pixelnet/zoo/<name>/README.md) from the recipe's outputs and the
@@ -388,7 +392,7 @@ def card(
             raise ValueError(f"--earlier {item!r}: expected NAME=FOLDER (e.g. bsds500-edges-v1=reports/bsds500-edges-v1/test)")
         pairs.append((n, Path(folder_)))
     evidence = Evidence(sampling=sampling, seeds=list(seeds), bench_edges=bench_edges, fixture=fixture,
-                        bench_predict=bench_predict, earlier=pairs)
+                        bench_predict=bench_predict, earlier=pairs, plain=plain)
     folder = ZOO / name
     render(name, folder / WEIGHTS, single, multi, dataset, _params(params), notes, command, evidence, folder / "README.md")
     typer.echo(f"{folder / 'README.md'}")

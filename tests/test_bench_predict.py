@@ -35,6 +35,8 @@ def test_bench_predict_runs_and_reports(tmp_path: Path) -> None:
             r = rows[("pixelnet bsds500-edges", f"{precision}, scale {scale}")]
             assert 0 < r["seconds"] < 120 and abs(r["images_per_s"] * r["seconds"] - 1) < 1e-9
     assert rows[("pixelnet bsds500-edges", "fp32, scale 1, sparse path")]["seconds"] > 0
+    for scale in ("1", "multi"):  # evaluate.flip's setting, timed for the card's speed-quality plot
+        assert 0 < rows[("pixelnet bsds500-edges", f"fp32, scale {scale}, flip")]["seconds"] < 240
     assert 0 < rows[("OpenCV Canny", "grey, thresholds 100/200")]["seconds"] < 1
     assert report["image_shape"] == [321, 481, 3]
     assert report["large"]["output_shape"] == [200, 300] and report["large"]["peak_rss_mb"] > 0

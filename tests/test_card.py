@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline.card import Evidence, drawn_positive_share, parse_card_per_image, render, seed_spread
+from pipeline.card import Evidence, drawn_positive_share, parse_card_flip, parse_card_per_image, render, seed_spread
 from pipeline.cli import app
 from pipeline.params import load_params
 from pixelnet.model.pixelnet import ModelConfig, PixelNet, save_checkpoint
@@ -51,16 +51,19 @@ def recipe(tmp_path: Path) -> dict:
     _write(single / "per_image.json", {"images": [{"image": f"test-{i}", "f": 0.7 + i / 100, "threshold": 0.3}
                                                   for i in range(5)]})
     _write(multi / "metrics.json", _metrics(0.792))
+    plain = _write(tmp_path / "test-plain" / "metrics.json", _metrics(0.776)).parent
     dataset = _write(tmp_path / "dataset.json", {"counts": {"train": 200, "val": 100, "test": 200},
                                                  "source": {"md5": "abc"}})
     seeds = [_write(tmp_path / "seeds" / f"s{i}" / "metrics.json", _metrics(0.70 + i / 1000)).parent for i in range(3)]
     bench = {"bench": {"model": "tiny"}, "machine": {"cpu": "Some CPU 9000"},
              "rows": [{"method": "pixelnet tiny", "setting": "fp32, scale 1", "images_per_s": 2.5},
                       {"method": "pixelnet tiny", "setting": "fp32, scale multi", "images_per_s": 0.8},
+                      {"method": "pixelnet tiny", "setting": "fp32, scale 1, flip", "images_per_s": 1.3},
+                      {"method": "pixelnet tiny", "setting": "fp32, scale multi, flip", "images_per_s": 0.4},
                       {"method": "OpenCV Canny", "setting": "grey", "images_per_s": 4800.0}]}
     evidence = Evidence(sampling=_write(tmp_path / "sampling.json", {"share_per_stratum": {"0": 0.5641, "1": 0.4359}}),
                         seeds=seeds, bench_edges=BENCH_EDGES, fixture=FIXTURE,
-                        bench_predict=_write(tmp_path / "bench.json", bench), earlier=[])
+                        bench_predict=_write(tmp_path / "bench.json", bench), earlier=[], plain=plain)
     notes = tmp_path / "EXPERIMENTS.md"
     notes.write_text("# notes\n")
     return {"name": "tiny", "weights": weights, "single": single, "multi": multi, "dataset": dataset,
@@ -79,6 +82,25 @@ def test_card_quotes_what_was_measured(recipe):
     picture = recipe["weights"].parent / "speed_quality.png"
     assert "![speed and quality](speed_quality.png)" in text and picture.read_bytes()[:4] == b"\x89PNG"
     assert len(parse_card_per_image(text)) == 3
+
+
+@needs_fixture
+def test_card_with_test_time_flip_says_so_and_adds_the_plain_row(recipe):
+    """The recipe averages each image with its mirror: the card's rows say flip, the single scale without
+    flip (the published rows' protocol) stands beside them, and tests/test_zoo.py reads the setting back."""
+    import dataclasses
+
+    assert recipe["params"].evaluate.flip  # the recipe's setting, chosen on val
+    text = render(**recipe, out=recipe["weights"].parent / "README.md")
+    assert "| **tiny**, single scale, flip | **.781** |" in text and "| **tiny**, multi-scale, flip | **.792** |" in text
+    assert "| tiny, single scale, no flip | .776 |" in text and parse_card_flip(text)
+    assert "--model tiny photo.jpg --out thin/ --nms --flip" in text and 'pixelnet.load("tiny", flip=True)' in text
+    no_plain = Evidence(**{**recipe["evidence"].__dict__, "plain": None})
+    with pytest.raises(ValueError, match="--plain"):
+        render(**{**recipe, "evidence": no_plain}, out=recipe["weights"].parent / "README.md")
+    params = dataclasses.replace(recipe["params"], evaluate=dataclasses.replace(recipe["params"].evaluate, flip=False))
+    text = render(**{**recipe, "params": params, "evidence": no_plain}, out=recipe["weights"].parent / "README.md")
+    assert "| **tiny**, single scale | **.781** |" in text and "no flip |" not in text and not parse_card_flip(text)
 
 
 def test_drawn_share_and_spread_come_from_the_files():

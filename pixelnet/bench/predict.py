@@ -99,6 +99,10 @@ def time_model(bench: PredictBench, image: np.ndarray) -> list[dict]:
             config = InferConfig(scales=scales, precision=precision)
             timing = _median_seconds(lambda: activations(model, task, image, config), bench.warmup, bench.repeats)
             rows.append(_row(f"pixelnet {bench.model}", f"{precision}, scale {label}", timing, f"{params / 1e6:.2f} M parameters"))
+    for label in ("1", "multi"):  # test-time flip (evaluate.flip): the image and its mirror, averaged
+        config = InferConfig(scales=SCALES[label], flip=True)
+        timing = _median_seconds(lambda: activations(model, task, image, config), bench.warmup, bench.repeats)
+        rows.append(_row(f"pixelnet {bench.model}", f"fp32, scale {label}, flip", timing, f"{params / 1e6:.2f} M parameters"))
     sparse = InferConfig(dense=False, chunk_pixels=65536)
     timing = _median_seconds(lambda: activations(model, task, image, sparse), 1, max(1, bench.repeats // 3))
     rows.append(_row(f"pixelnet {bench.model}", "fp32, scale 1, sparse path", timing,

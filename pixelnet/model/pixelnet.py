@@ -253,11 +253,17 @@ def load_checkpoint(path: Path) -> dict:
         raise RuntimeError(f"{path}: unreadable checkpoint ({err})") from err
 
 
+def config_from_checkpoint(state: dict) -> ModelConfig:
+    """A checkpoint's model config, keys added since it was saved at their defaults; init is scratch
+    (the weights come from the checkpoint, never from ImageNet or another file)."""
+    cfg = dict(state["model_config"])
+    cfg["layers"], cfg["hidden"], cfg["init"] = tuple(cfg["layers"]), tuple(cfg["hidden"]), "scratch"
+    return ModelConfig(**cfg)
+
+
 def model_from_checkpoint(path: Path) -> tuple[PixelNet, dict]:
     """Rebuild the trained model stored by save_checkpoint; returns it in eval mode with the payload."""
     state = load_checkpoint(path)
-    cfg = dict(state["model_config"])
-    cfg["layers"], cfg["hidden"], cfg["init"] = tuple(cfg["layers"]), tuple(cfg["hidden"]), "scratch"
-    model = PixelNet(ModelConfig(**cfg), state["out_channels"])
+    model = PixelNet(config_from_checkpoint(state), state["out_channels"])
     model.load_state_dict(state["model"])
     return model.eval(), state
