@@ -3,8 +3,8 @@
 Our models are placed by what was measured: their ODS from the evaluate stages' metrics.json, their
 speed from `pixelnet bench predict`'s report on the machine it names (one 481×321 image, the same
 process, the same threads). A published detector is drawn by its published ODS; where its speed was
-measured here too (OpenCV Canny) it is a point, elsewhere a dashed line across the plot, labelled
-"speed not measured here", so no speed is guessed.
+measured here too (OpenCV Canny) it is a point, elsewhere a dashed line across the plot (the title
+says these speeds were not measured here), so no speed is guessed.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def plot(pts: list[Point], machine: str, path: Path) -> None:
         ax.axhline(p.ods, color="0.6", linestyle="--", linewidth=0.8)
         left = i > 0 and not left and p.ods - lines[i - 1].ods < 0.01
         x, align = (lo * 1.05, "left") if left else (hi / 1.05, "right")
-        ax.text(x, p.ods + 0.002, f"{p.label}", fontsize=7, color="0.35", ha=align)
+        ax.text(x, p.ods + 0.002, p.label, fontsize=7, color="0.35", ha=align)
     ods = [p.ods for p in pts]
     gap = (max(ods) - min(ods) + 0.04) * 0.04  # label spacing in ODS units: about one line of text
     placed: list[float] = []
